@@ -1,0 +1,36 @@
+namespace LeaderSidecar.Election;
+
+/// <summary>
+/// Where one lease lives. The election algorithm is written once against this interface and never
+/// knows whether it talks to a Kubernetes Lease, a local file or anything else.
+/// </summary>
+/// <remarks>
+/// Implementations report failures as <see cref="LeaseStoreException"/> with a
+/// <see cref="LeaseStoreFailure"/> reason; a lost compare-and-swap is
+/// <see cref="LeaseStoreFailure.Conflict"/>. Cancellation of the token must abandon the request
+/// promptly: the elector uses it to enforce its request timeout and renew deadline.
+/// </remarks>
+public interface ILeaseStore
+{
+    /// <summary>What and where the lease is, for logs (for example <c>file /run/x/default_app.json</c>).</summary>
+    string Description { get; }
+
+    /// <summary>Reads the lease; <see langword="null"/> when it does not exist.</summary>
+    Task<LeaseSnapshot?> GetAsync(CancellationToken cancellationToken);
+
+    /// <summary>Creates the lease; <see cref="LeaseStoreFailure.Conflict"/> if it already exists.</summary>
+    Task<LeaseSnapshot> CreateAsync(LeaseRecord record, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Replaces the lease if it is still at <paramref name="current"/>'s version (compare-and-swap);
+    /// <see cref="LeaseStoreFailure.Conflict"/> if someone else wrote it first.
+    /// </summary>
+    Task<LeaseSnapshot> UpdateAsync(LeaseSnapshot current, LeaseRecord record, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Streams the lease: first its current state, then every change, <see langword="null"/> meaning
+    /// "does not exist". The stream ends or throws when the connection is lost; the caller reconnects
+    /// with backoff and polls meanwhile, so implementations should not retry forever internally.
+    /// </summary>
+    IAsyncEnumerable<LeaseSnapshot?> WatchAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+
+namespace LeaderSidecar.Election;
+
+public sealed partial class LeaderElector
+{
+    [LoggerMessage(EventId = 1, EventName = "Acquired", Level = LogLevel.Information,
+        Message = "Acquired {Lease}; term {Term}, lease uid {LeaseUid}")]
+    private static partial void LogAcquired(ILogger logger, string lease, int term, string leaseUid);
+
+    [LoggerMessage(EventId = 2, EventName = "SteppedDown", Level = LogLevel.Warning,
+        Message = "Stepped down: {Reason}")]
+    private static partial void LogSteppedDown(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 3, EventName = "Released", Level = LogLevel.Information,
+        Message = "Released {Lease}")]
+    private static partial void LogReleased(ILogger logger, string lease);
+
+    [LoggerMessage(EventId = 4, EventName = "ReleaseFailed", Level = LogLevel.Warning,
+        Message = "Could not release the lease ({Reason}); followers take it when it expires")]
+    private static partial void LogReleaseFailed(ILogger logger, LeaseStoreFailure reason);
+
+    [LoggerMessage(EventId = 5, EventName = "SlowPath", Level = LogLevel.Information,
+        Message = "Renew conflicted with another write; re-reading the lease (slow path)")]
+    private static partial void LogSlowPath(ILogger logger);
+
+    [LoggerMessage(EventId = 6, EventName = "Conflict", Level = LogLevel.Debug,
+        Message = "Lease {Verb} for {Purpose} lost a compare-and-swap to another writer")]
+    private static partial void LogConflict(ILogger logger, string verb, string purpose);
+
+    [LoggerMessage(EventId = 7, EventName = "RequestFailed", Level = LogLevel.Warning,
+        Message = "Lease {Verb} for {Purpose} failed ({Reason}): {Detail}; retrying")]
+    private static partial void LogRequestFailed(ILogger logger, string verb, string purpose, LeaseStoreFailure reason, string detail);
+
+    [LoggerMessage(EventId = 8, EventName = "WatchConnected", Level = LogLevel.Debug,
+        Message = "Watching the lease")]
+    private static partial void LogWatchConnected(ILogger logger);
+
+    [LoggerMessage(EventId = 9, EventName = "WatchEnded", Level = LogLevel.Debug,
+        Message = "Lease watch ended; reconnecting")]
+    private static partial void LogWatchEnded(ILogger logger);
+
+    [LoggerMessage(EventId = 10, EventName = "WatchFailed", Level = LogLevel.Warning,
+        Message = "Lease watch failed ({Reason}): {Detail}; polling until it reconnects in {BackoffMs} ms")]
+    private static partial void LogWatchFailed(ILogger logger, LeaseStoreFailure reason, string detail, double backoffMs);
+}

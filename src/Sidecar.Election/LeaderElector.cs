@@ -1,0 +1,659 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace LeaderSidecar.Election;
+
+/// <summary>
+/// Leader election over one lease, compatible with client-go's <c>leaderelection</c> on the same
+/// record.
+/// </summary>
+/// <remarks>
+/// <para>
+/// What is promised: at no instant do two candidates publish <see cref="Role.Leader"/> for the same
+/// lease, provided every candidate has a unique identity and the <em>rates</em> of their monotonic
+/// clocks differ by less than the margin <c>LeaseDuration − RenewDeadline</c> leaves. Wall clocks may
+/// be wrong or jump: they are only written into the record for humans and never compared.
+/// </para>
+/// <para>
+/// Why it holds: a follower may take the lease only after <c>leaseDurationSeconds</c> (from the
+/// record) have passed on its own monotonic clock since it last saw the record change, and it must
+/// win a compare-and-swap on the version it saw. The leader stops claiming at <c>RenewDeadline</c>
+/// after the <em>start</em> of its last successful renew; every follower saw that renew no earlier
+/// than it started, so the leader's claim runs out before any follower's wait does.
+/// <see cref="LeadershipState"/> enforces the deadline even when this loop is stuck or the process
+/// was paused.
+/// </para>
+/// <para>
+/// What is not promised: this is not a lock around the app's side effects. A paused app can act on a
+/// stale belief; apps that need that protection fence their writes with the published term
+/// (<c>leaseTransitions</c> at acquisition, with the lease uid). Deleting or rewriting the lease by
+/// hand can produce two holders until the old one observes the change.
+/// </para>
+/// <para>
+/// Followers learn about changes from <see cref="ILeaseStore.WatchAsync"/>, so a released lease is
+/// taken within milliseconds; while the watch is down they poll every <c>RetryPeriod</c>.
+/// </para>
+/// <para>
+/// Threading: one loop (<see cref="RunAsync"/>) owns all election state. The watch and the
+/// <see cref="ResignAsync"/>/<see cref="StopAsync"/> callers talk to it through an inbox.
+/// </para>
+/// </remarks>
+public sealed partial class LeaderElector : IDisposable
+{
+    private static readonly TimeSpan WatchBackoffInitial = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan WatchBackoffMax = TimeSpan.FromSeconds(30);
+
+    private readonly ILeaseStore _store;
+    private readonly ElectionOptions _options;
+    private readonly LeadershipState _state;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly IElectionMetrics _metrics;
+    private readonly Channel<Message> _inbox = Channel.CreateUnbounded<Message>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Lock _publishGate = new();
+    private readonly TaskCompletionSource _loopExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Owned by the loop.
+    private LeaseSnapshot? _observed;
+    private bool _hasObservation;
+    private long _observedChangedAt;
+    private long? _lastObservedAt;
+    private bool _readFailing;
+    private bool _watchHealthy;
+    private bool _leading;
+    private long _claimDeadline;
+    private DateTimeOffset _validUntil;
+    private long _nextAttemptAt;
+    private long _nextPollAt;
+    private long _holdOffUntil;
+    private Task<bool>? _pendingRead;
+
+    // Shared with ResignAsync/StopAsync callers; guarded by _publishGate.
+    private bool _resigning;
+    private CancellationTokenSource _interrupt = new();
+
+    public LeaderElector(
+        ILeaseStore store,
+        ElectionOptions options,
+        LeadershipState state,
+        TimeProvider time,
+        ILogger<LeaderElector> logger,
+        IElectionMetrics? metrics = null)
+    {
+        if (options.Validate() is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
+
+        _store = store;
+        _options = options;
+        _state = state;
+        _time = time;
+        _logger = logger;
+        _metrics = metrics ?? NullElectionMetrics.Instance;
+    }
+
+    private string Me => _options.Identity;
+
+    /// <summary>
+    /// Campaigns until <see cref="StopAsync"/> is called (which releases the lease) or
+    /// <paramref name="cancellationToken"/> is cancelled (which abandons it, like a crash: the claim
+    /// simply runs out).
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var loopCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var watch = WatchLoopAsync(loopCts.Token);
+        try
+        {
+            await LoopAsync(loopCts.Token);
+        }
+        catch (OperationCanceledException) when (loopCts.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await loopCts.CancelAsync();
+            await watch;
+            _leading = false;
+            PublishView();
+            _loopExited.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Steps down and releases the lease, then does not campaign for <paramref name="holdOff"/>.
+    /// Every surface stops saying "leader" before the release is written.
+    /// </summary>
+    public Task ResignAsync(TimeSpan holdOff, CancellationToken cancellationToken) =>
+        SendResignAsync(holdOff, stop: false, cancellationToken);
+
+    /// <summary>Steps down, releases the lease and ends <see cref="RunAsync"/>.</summary>
+    public Task StopAsync(CancellationToken cancellationToken) =>
+        SendResignAsync(Timeout.InfiniteTimeSpan, stop: true, cancellationToken);
+
+    private async Task SendResignAsync(TimeSpan holdOff, bool stop, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_publishGate)
+        {
+            // Surfaces first: from here on no publish can say "leader" until the resign is handled.
+            _resigning = true;
+            var current = _state.Current;
+            if (current.IsLeader)
+            {
+                _state.Publish(current with { Role = Role.Follower, ClaimDeadline = null, ValidUntil = null });
+            }
+
+            _interrupt.Cancel();
+        }
+
+        _inbox.Writer.TryWrite(new Resign(holdOff, stop, done));
+        await Task.WhenAny(done.Task, _loopExited.Task).WaitAsync(cancellationToken);
+    }
+
+    public void Dispose()
+    {
+        lock (_publishGate)
+        {
+            _interrupt.Dispose();
+        }
+    }
+
+    private async Task LoopAsync(CancellationToken ct)
+    {
+        PublishView();
+        while (true)
+        {
+            while (_inbox.Reader.TryRead(out var message))
+            {
+                if (await HandleAsync(message, ct))
+                {
+                    return;
+                }
+            }
+
+            var now = _time.GetTimestamp();
+            if (_leading && now >= _claimDeadline)
+            {
+                StepDown("renew deadline passed without a successful renew");
+            }
+
+            if (_leading ? now >= _nextAttemptAt : CampaignDue(now))
+            {
+                await TryAcquireOrRenewAsync(ct);
+            }
+            else if (!_leading && !_watchHealthy && now >= _nextPollAt)
+            {
+                _nextPollAt = _time.Add(now, _options.RetryPeriod);
+                await ReadAsync("observe", ct);
+            }
+
+            PublishView();
+            await WaitAsync(NextWakeAt(), ct);
+        }
+    }
+
+    private bool CampaignDue(long now) =>
+        now >= _holdOffUntil && now >= _nextAttemptAt && (!_hasObservation || AvailableAt() <= now);
+
+    /// <summary>When the observed lease may be taken by this candidate, on the monotonic clock.</summary>
+    private long AvailableAt()
+    {
+        var record = _observed?.Record;
+        if (record is null || record.IsReleased || record.HolderIdentity == Me)
+        {
+            return 0;
+        }
+
+        // Use the record's duration, not our own flag: the holder promised to renew within it. A
+        // non-positive duration is treated as expired, as client-go does.
+        var duration = TimeSpan.FromSeconds(Math.Max(0, record.LeaseDurationSeconds));
+        return _time.Add(_observedChangedAt, duration);
+    }
+
+    private long NextWakeAt()
+    {
+        if (_leading)
+        {
+            return Math.Min(_nextAttemptAt, _claimDeadline);
+        }
+
+        var campaign = Math.Max(Math.Max(_holdOffUntil, _nextAttemptAt), _hasObservation ? AvailableAt() : 0);
+        return _watchHealthy ? campaign : Math.Min(campaign, _nextPollAt);
+    }
+
+    /// <summary>
+    /// One compare-and-swap step, as client-go's <c>tryAcquireOrRenew</c>: (1) take the lease as last
+    /// seen, (2) create it if missing, (3) check holder and expiry, (4) build the new record,
+    /// (5) write it with the version it was read at. Returns whether this candidate leads afterwards.
+    /// </summary>
+    internal async Task<bool> TryAcquireOrRenewAsync(CancellationToken ct)
+    {
+        var attemptStart = _time.GetTimestamp();
+        var outcome = await TryAcquireOrRenewCoreAsync(ct);
+        _nextAttemptAt = outcome switch
+        {
+            Outcome.Leading => _time.Add(attemptStart, _options.RetryPeriod),
+            // Held: the lease's own expiry (or a watched release) decides when to try again.
+            Outcome.Held => attemptStart,
+            _ => _time.Add(attemptStart, Jittered(_options.RetryPeriod)),
+        };
+        return outcome == Outcome.Leading;
+    }
+
+    private async Task<Outcome> TryAcquireOrRenewCoreAsync(CancellationToken ct)
+    {
+        var purpose = _leading ? "renew" : "acquire";
+
+        // 1. The leader renews over its own last write without reading first (the fast path). A
+        //    follower whose watch is live trusts the newest watched state. Everyone else reads.
+        var fromCache = _hasObservation && (_leading || _watchHealthy);
+        if (!fromCache && !await ReadAsync(purpose, ct))
+        {
+            return Outcome.Failed;
+        }
+
+        var outcome = await AttemptAsync(purpose, ct);
+        if (outcome != Outcome.Conflict || !fromCache)
+        {
+            return outcome;
+        }
+
+        // Someone wrote since we last looked. Read once and decide again; never write blindly.
+        if (_leading)
+        {
+            _metrics.SlowPath();
+            LogSlowPath(_logger);
+        }
+
+        return await ReadAsync(purpose, ct) ? await AttemptAsync(purpose, ct) : Outcome.Failed;
+    }
+
+    private async Task<Outcome> AttemptAsync(string purpose, CancellationToken ct)
+    {
+        var start = _time.GetTimestamp();
+        var now = Truncate(_time.GetUtcNow());
+        var current = _observed;
+        LeaseRecord record;
+        Func<CancellationToken, Task<LeaseSnapshot>> write;
+
+        if (current is null)
+        {
+            // 2. No lease yet: create it. Losing that race is a conflict like any other.
+            record = new LeaseRecord(Me, (int)_options.LeaseDuration.TotalSeconds, now, now, 0);
+            write = token => _store.CreateAsync(record, token);
+        }
+        else
+        {
+            // 3. Held by someone else whose claim has not run out on our clock: nothing to do.
+            var old = current.Record;
+            if (!old.IsReleased && old.HolderIdentity != Me && AvailableAt() > start)
+            {
+                return Outcome.Held;
+            }
+
+            // 4. Keep acquireTime and the term when renewing; a new holder starts a new term.
+            var renewing = old.HolderIdentity == Me;
+            record = new LeaseRecord(
+                Me,
+                (int)_options.LeaseDuration.TotalSeconds,
+                renewing ? old.AcquireTime : now,
+                now,
+                renewing ? old.LeaseTransitions : NextTerm(old.LeaseTransitions));
+            write = token => _store.UpdateAsync(current, record, token);
+        }
+
+        // 5. Compare-and-swap.
+        var result = await CallAsync(current is null ? "create" : "update", purpose, write, ct);
+        if (result.Failure is { } failure)
+        {
+            return failure == LeaseStoreFailure.Conflict ? Outcome.Conflict : Outcome.Failed;
+        }
+
+        var wasLeading = _leading;
+        Observe(result.Lease);
+        var deadline = _time.Add(start, _options.RenewDeadline);
+        if (_time.GetTimestamp() >= deadline)
+        {
+            // The write landed, but later than our own deadline allows us to rely on it.
+            return Outcome.Failed;
+        }
+
+        _leading = true;
+        _claimDeadline = deadline;
+        _validUntil = _time.GetUtcNow() + _time.Until(deadline);
+        if (!wasLeading)
+        {
+            LogAcquired(_logger, _store.Description, result.Lease!.Record.LeaseTransitions, result.Lease.Uid);
+        }
+
+        return Outcome.Leading;
+    }
+
+    /// <summary>
+    /// Writes the release record client-go writes (empty holder, 1 s duration, same transitions)
+    /// over our own last write. Called only after the surfaces stopped saying "leader".
+    /// </summary>
+    internal async Task ReleaseAsync(CancellationToken ct)
+    {
+        var current = _observed;
+        if (current is null || current.Record.HolderIdentity != Me)
+        {
+            return;
+        }
+
+        var now = Truncate(_time.GetUtcNow());
+        var record = new LeaseRecord("", 1, now, now, current.Record.LeaseTransitions);
+        var result = await CallAsync("update", "release", token => _store.UpdateAsync(current, record, token), ct, interruptible: false);
+        if (result.Failure is null)
+        {
+            Observe(result.Lease);
+            LogReleased(_logger, _store.Description);
+        }
+        else
+        {
+            LogReleaseFailed(_logger, result.Failure.Value);
+        }
+    }
+
+    private async Task<bool> ReadAsync(string purpose, CancellationToken ct)
+    {
+        var result = await CallAsync("get", purpose, token => _store.GetAsync(token), ct);
+        if (result.Failure is not null)
+        {
+            _readFailing = true;
+            return false;
+        }
+
+        Observe(result.Lease);
+        return true;
+    }
+
+    /// <summary>Records what the store holds, and when it last changed on our monotonic clock.</summary>
+    internal void Observe(LeaseSnapshot? lease)
+    {
+        var now = _time.GetTimestamp();
+        if (!_hasObservation || lease?.Record != _observed?.Record || lease?.Uid != _observed?.Uid)
+        {
+            _observedChangedAt = now;
+        }
+
+        _hasObservation = true;
+        _observed = lease;
+        _lastObservedAt = now;
+        _readFailing = false;
+
+        if (_leading && lease?.Record.HolderIdentity != Me)
+        {
+            StepDown(lease is null ? "the lease was deleted" : $"the lease is now held by '{lease.Record.HolderIdentity}'");
+        }
+    }
+
+    private void StepDown(string reason)
+    {
+        _leading = false;
+        LogSteppedDown(_logger, reason);
+    }
+
+    private async Task<StoreResult> CallAsync<T>(
+        string verb,
+        string purpose,
+        Func<CancellationToken, Task<T>> call,
+        CancellationToken ct,
+        bool interruptible = true)
+        where T : class?
+    {
+        // Every request ends before the renew deadline: within RequestTimeout, and for the leader no
+        // later than its claim deadline, so an in-flight renew is cancelled the moment the claim ends.
+        var timeout = _options.RequestTimeout;
+        if (_leading)
+        {
+            timeout = TimeSpan.FromTicks(Math.Min(timeout.Ticks, _time.Until(_claimDeadline).Ticks));
+        }
+
+        CancellationToken interrupt;
+        lock (_publishGate)
+        {
+            interrupt = interruptible ? _interrupt.Token : CancellationToken.None;
+        }
+
+        using var timeoutCts = new CancellationTokenSource(timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeoutCts.Token, interrupt);
+        var started = _time.GetTimestamp();
+        LeaseStoreFailure failure;
+        string message;
+        try
+        {
+            var lease = await call(linked.Token);
+            _metrics.RequestCompleted(verb, purpose, null, _time.GetElapsedTime(started));
+            return new StoreResult(lease as LeaseSnapshot, null);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+        {
+            return new StoreResult(null, LeaseStoreFailure.Timeout);
+        }
+        catch (OperationCanceledException)
+        {
+            failure = LeaseStoreFailure.Timeout;
+            message = $"no answer within {timeout.TotalMilliseconds:0} ms";
+        }
+        catch (LeaseStoreException e)
+        {
+            failure = e.Reason;
+            message = e.Message;
+        }
+        catch (Exception e)
+        {
+            // A store bug must not end the election loop; it is reported and retried like an outage.
+            failure = LeaseStoreFailure.Unavailable;
+            message = e.Message;
+        }
+
+        _metrics.RequestCompleted(verb, purpose, failure, _time.GetElapsedTime(started));
+        if (failure == LeaseStoreFailure.Conflict)
+        {
+            LogConflict(_logger, verb, purpose);
+        }
+        else
+        {
+            LogRequestFailed(_logger, verb, purpose, failure, message);
+            _readFailing = true;
+        }
+
+        return new StoreResult(null, failure);
+    }
+
+    private async Task<bool> HandleAsync(Message message, CancellationToken ct)
+    {
+        switch (message)
+        {
+            case Observed observed:
+                Observe(observed.Lease);
+                return false;
+
+            case WatchHealth health:
+                _watchHealthy = health.Healthy;
+                if (!health.Healthy)
+                {
+                    // Give the watch one retry period to come back before reading by hand.
+                    _nextPollAt = _time.Add(_time.GetTimestamp(), _options.RetryPeriod);
+                }
+
+                return false;
+
+            case Resign resign:
+                if (_leading)
+                {
+                    StepDown(resign.Stop ? "shutting down" : "resigned on request");
+                }
+
+                PublishView();
+                await ReleaseAsync(ct);
+                var now = _time.GetTimestamp();
+                _holdOffUntil = resign.HoldOff == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.Add(now, resign.HoldOff);
+                lock (_publishGate)
+                {
+                    _resigning = resign.Stop;
+                    if (_interrupt.IsCancellationRequested)
+                    {
+                        _interrupt.Dispose();
+                        _interrupt = new CancellationTokenSource();
+                    }
+                }
+
+                PublishView();
+                resign.Done.TrySetResult();
+                return resign.Stop;
+
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Publishes what the loop knows now. The only place the loop tells the surfaces anything.</summary>
+    internal void PublishView()
+    {
+        lock (_publishGate)
+        {
+            var status = new LeadershipStatus
+            {
+                Identity = Me,
+                LeaseName = _options.LeaseName,
+                LeaseNamespace = _options.LeaseNamespace,
+                LastObservedAt = _lastObservedAt,
+                Role = Role.Unknown,
+            };
+
+            if (_leading && !_resigning)
+            {
+                status = status with
+                {
+                    Role = Role.Leader,
+                    Holder = Me,
+                    Term = _observed?.Record.LeaseTransitions,
+                    LeaseUid = _observed?.Uid ?? "",
+                    ClaimDeadline = _claimDeadline,
+                    ValidUntil = _validUntil,
+                };
+            }
+            else if (_hasObservation && (_watchHealthy || !_readFailing))
+            {
+                status = status with
+                {
+                    Role = Role.Follower,
+                    Holder = _observed?.Record.HolderIdentity ?? "",
+                    Term = _observed?.Record.LeaseTransitions,
+                    LeaseUid = _observed?.Uid ?? "",
+                };
+            }
+
+            _state.Publish(status);
+        }
+    }
+
+    private async Task WaitAsync(long wakeAt, CancellationToken ct)
+    {
+        _pendingRead ??= _inbox.Reader.WaitToReadAsync(ct).AsTask();
+        var delay = _time.Until(wakeAt);
+        if (!_pendingRead.IsCompleted && delay > TimeSpan.Zero)
+        {
+            using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            await Task.WhenAny(_pendingRead, Task.Delay(delay, _time, delayCts.Token));
+            await delayCts.CancelAsync();
+        }
+
+        if (_pendingRead.IsCompleted)
+        {
+            var read = _pendingRead;
+            _pendingRead = null;
+            await read;
+        }
+
+        ct.ThrowIfCancellationRequested();
+    }
+
+    private async Task WatchLoopAsync(CancellationToken ct)
+    {
+        var backoff = WatchBackoffInitial;
+        while (!ct.IsCancellationRequested)
+        {
+            var healthy = false;
+            try
+            {
+                await foreach (var lease in _store.WatchAsync(ct))
+                {
+                    if (!healthy)
+                    {
+                        healthy = true;
+                        backoff = WatchBackoffInitial;
+                        _inbox.Writer.TryWrite(new WatchHealth(true));
+                        LogWatchConnected(_logger);
+                    }
+
+                    _inbox.Writer.TryWrite(new Observed(lease));
+                }
+
+                LogWatchEnded(_logger);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                var reason = e is LeaseStoreException lse ? lse.Reason : LeaseStoreFailure.Unavailable;
+                _metrics.RequestCompleted("watch", "observe", reason, TimeSpan.Zero);
+                LogWatchFailed(_logger, reason, e.Message, backoff.TotalMilliseconds);
+            }
+
+            if (healthy)
+            {
+                _inbox.Writer.TryWrite(new WatchHealth(false));
+            }
+
+            try
+            {
+                await Task.Delay(Jittered(backoff), _time, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, WatchBackoffMax.Ticks));
+        }
+    }
+
+    /// <summary>A new holder's term; saturates rather than wrapping into the past on a hostile record.</summary>
+    private static int NextTerm(int transitions) => transitions == int.MaxValue ? transitions : transitions + 1;
+
+    /// <summary>Up to 20 % later, so candidates that failed together do not retry together.</summary>
+    private static TimeSpan Jittered(TimeSpan value) => value * (1 + (Random.Shared.NextDouble() * 0.2));
+
+    /// <summary>Kubernetes MicroTime has microsecond precision; write exactly what will be read back.</summary>
+    private static DateTimeOffset Truncate(DateTimeOffset value) =>
+        new(value.UtcTicks - (value.UtcTicks % 10), TimeSpan.Zero);
+
+    private enum Outcome
+    {
+        Leading,
+        Held,
+        Conflict,
+        Failed,
+    }
+
+    private readonly record struct StoreResult(LeaseSnapshot? Lease, LeaseStoreFailure? Failure);
+
+    private abstract record Message;
+
+    private sealed record Observed(LeaseSnapshot? Lease) : Message;
+
+    private sealed record WatchHealth(bool Healthy) : Message;
+
+    private sealed record Resign(TimeSpan HoldOff, bool Stop, TaskCompletionSource Done) : Message;
+}

@@ -1,0 +1,32 @@
+namespace LeaderSidecar.Election;
+
+/// <summary>
+/// The leader-election record exactly as client-go's <c>leaderelection</c> stores it in a
+/// <c>coordination.k8s.io/v1</c> Lease spec, so a Go candidate and this daemon can share one Lease.
+/// </summary>
+/// <param name="HolderIdentity">Who holds the lease; empty when released.</param>
+/// <param name="LeaseDurationSeconds">How long observers must wait, on their own clock, after they
+/// last saw this record change before they may take the lease.</param>
+/// <param name="AcquireTime">When the current holder acquired (wall clock, informational).</param>
+/// <param name="RenewTime">When the current holder last renewed (wall clock, informational: nobody
+/// judges expiry by comparing it with their own wall clock).</param>
+/// <param name="LeaseTransitions">How many times the holder has changed; the fencing term.</param>
+public sealed record LeaseRecord(
+    string HolderIdentity,
+    int LeaseDurationSeconds,
+    DateTimeOffset? AcquireTime,
+    DateTimeOffset? RenewTime,
+    int LeaseTransitions)
+{
+    /// <summary>True when no one holds the lease (never acquired, or released).</summary>
+    public bool IsReleased => HolderIdentity.Length == 0;
+}
+
+/// <summary>
+/// A record as read from a store at one version.
+/// </summary>
+/// <param name="Record">The election record.</param>
+/// <param name="Version">Opaque compare-and-swap token (a Kubernetes <c>resourceVersion</c>).</param>
+/// <param name="Uid">Identity of the stored object (<c>metadata.uid</c>): a deleted and re-created
+/// lease has a new uid, so (uid, transitions) only ever grows as a fencing token.</param>
+public sealed record LeaseSnapshot(LeaseRecord Record, string Version, string Uid);

@@ -1,0 +1,146 @@
+using LeaderSidecar.Election;
+using Microsoft.Extensions.Time.Testing;
+
+namespace LeaderSidecar.Tests.Election;
+
+/// <summary>
+/// The whole loop: several candidates on one store, driven by the watch. The fake clock only moves
+/// where a test says so; waits are on conditions with a deadline.
+/// </summary>
+public sealed class LeaderElectorLoopTests : IDisposable
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 25, 12, 0, 0, TimeSpan.Zero));
+    private readonly InMemoryLeaseStore _store = new();
+    private readonly List<Candidate> _candidates = [];
+
+    [Fact]
+    public async Task Three_candidates_elect_exactly_one_leader()
+    {
+        var all = StartCandidates("a", "b", "c");
+
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.Count(c => c.Status.Role == Role.Follower) == 2, "one leader and two followers");
+
+        var leader = all.Single(c => c.Status.IsLeader);
+        Assert.All(all, c => Assert.Equal(leader.Options.Identity, c.Status.Holder));
+        Assert.All(all, c => Assert.Equal(0, c.Status.Term));
+    }
+
+    [Fact]
+    public async Task A_stopped_leader_releases_after_its_surfaces_stop_and_a_follower_takes_over_through_the_watch()
+    {
+        var all = StartCandidates("a", "b", "c");
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "a leader is elected");
+        var leader = all.Single(c => c.Status.IsLeader);
+        var followers = all.Where(c => c != leader).ToList();
+
+        var statusAtRelease = (LeadershipStatus?)null;
+        _store.BeforeWrite = _ => statusAtRelease ??= leader.Status;
+        await leader.Elector.StopAsync(CancellationToken.None);
+        await leader.Loop!;
+
+        Assert.NotNull(statusAtRelease);
+        Assert.False(statusAtRelease.IsLeader);
+        _store.BeforeWrite = null;
+
+        // The clock does not move: only the watch can tell the followers.
+        await Eventually.Holds(() => followers.Count(c => c.Status.IsLeader) == 1, "a follower leads");
+        Assert.False(leader.Status.IsLeader);
+        Assert.Equal(1, followers.Single(c => c.Status.IsLeader).Status.Term);
+    }
+
+    [Fact]
+    public async Task A_resigned_leader_holds_off_and_then_campaigns_again()
+    {
+        var a = StartCandidates("a")[0];
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+
+        await a.Elector.ResignAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        Assert.False(a.Status.IsLeader);
+        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
+
+        _time.Advance(TimeSpan.FromSeconds(29));
+        await Eventually.Holds(() => a.Status.Role == Role.Follower, "a follows");
+        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
+
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads again after its hold-off", _time, TimeSpan.FromMilliseconds(200));
+        Assert.Equal(1, a.Status.Term);
+    }
+
+    [Fact]
+    public async Task A_crashed_leader_is_replaced_after_the_lease_duration()
+    {
+        var all = StartCandidates("a", "b");
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "a leader is elected");
+        var leader = all.Single(c => c.Status.IsLeader);
+        var follower = all.Single(c => c != leader);
+
+        await leader.CrashAsync();
+        Assert.Equal(leader.Options.Identity, _store.Lease!.Record.HolderIdentity);
+
+        await Eventually.Holds(() => follower.Status.IsLeader, "the follower takes the expired lease", _time, TimeSpan.FromMilliseconds(250));
+        Assert.Equal(1, follower.Status.Term);
+    }
+
+    [Fact]
+    public async Task Without_a_watch_followers_poll_and_still_take_over()
+    {
+        _store.WatchBroken = true;
+        var all = StartCandidates("a", "b");
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "a leader is elected", _time);
+        var leader = all.Single(c => c.Status.IsLeader);
+        var follower = all.Single(c => c != leader);
+
+        await leader.Elector.StopAsync(CancellationToken.None);
+
+        await Eventually.Holds(() => follower.Status.IsLeader, "the polling follower takes the released lease", _time, TimeSpan.FromMilliseconds(250));
+        Assert.True(_store.Requests("get") > 2);
+    }
+
+    [Fact]
+    public async Task A_follower_that_loses_the_store_says_unknown_and_recovers()
+    {
+        var all = StartCandidates("a", "b");
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "a leader is elected");
+        var follower = all.Single(c => !c.Status.IsLeader);
+
+        _store.FailWith = LeaseStoreFailure.Unavailable;
+        _store.WatchBroken = true;
+        _store.DropWatches();
+
+        await Eventually.Holds(() => all.All(c => c.Status.Role == Role.Unknown), "nobody can claim anything", _time, TimeSpan.FromMilliseconds(250));
+
+        _store.FailWith = null;
+        _store.WatchBroken = false;
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "a leader again", _time, TimeSpan.FromMilliseconds(250));
+    }
+
+    [Fact]
+    public async Task A_leader_whose_requests_hang_stops_claiming_at_its_deadline()
+    {
+        var a = StartCandidates("a")[0];
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+        var deadline = a.Status.ValidUntil!.Value;
+
+        _store.Hang = true;
+        await Eventually.Holds(() => !a.Status.IsLeader, "a stops claiming", _time, TimeSpan.FromMilliseconds(100));
+
+        Assert.True(_time.GetUtcNow() >= deadline);
+        Assert.True(_time.GetUtcNow() <= deadline.AddSeconds(2.5), "the claim ended within one renew period of its deadline");
+    }
+
+    private List<Candidate> StartCandidates(params string[] identities)
+    {
+        var started = identities.Select(id => new Candidate(id, _store, _time)).ToList();
+        _candidates.AddRange(started);
+        started.ForEach(c => c.Start());
+        return started;
+    }
+
+    public void Dispose()
+    {
+        foreach (var candidate in _candidates)
+        {
+            candidate.Dispose();
+        }
+    }
+}

@@ -1,0 +1,78 @@
+using LeaderSidecar.Election;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+
+namespace LeaderSidecar.Tests.Election;
+
+public sealed class LeadershipStateTests : IDisposable
+{
+    private readonly FakeTimeProvider _time = new();
+    private readonly LeadershipState _state;
+
+    public LeadershipStateTests()
+    {
+        _state = new LeadershipState(new ElectionOptions { Identity = "me", LeaseName = "app" }, _time, NullLogger<LeadershipState>.Instance);
+    }
+
+    [Fact]
+    public void Starts_unknown_at_revision_one()
+    {
+        Assert.Equal(Role.Unknown, _state.Current.Role);
+        Assert.Equal(1, _state.Current.Revision);
+        Assert.Equal("me", _state.Current.Identity);
+    }
+
+    [Fact]
+    public void A_leader_status_is_demoted_at_its_claim_deadline_by_itself()
+    {
+        _state.Publish(Leader(TimeSpan.FromSeconds(10)));
+        Assert.True(_state.Current.IsLeader);
+
+        _time.Advance(TimeSpan.FromSeconds(9.999));
+        Assert.True(_state.Current.IsLeader);
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+
+        Assert.Equal(Role.Unknown, _state.Current.Role);
+        Assert.Equal(3, _state.Current.Revision);
+    }
+
+    [Fact]
+    public void An_already_expired_leader_status_is_never_shown()
+    {
+        _state.Publish(Leader(TimeSpan.Zero));
+
+        Assert.False(_state.Current.IsLeader);
+    }
+
+    [Fact]
+    public async Task A_slow_watcher_skips_to_the_newest_status_in_revision_order()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var watch = _state.WatchAsync(cts.Token).GetAsyncEnumerator(cts.Token);
+        Assert.True(await watch.MoveNextAsync());
+        Assert.Equal(1, watch.Current.Revision);
+
+        for (var i = 0; i < 100; i++)
+        {
+            _state.Publish(_state.Current with { Role = Role.Follower, Holder = $"h{i}" });
+        }
+
+        Assert.True(await watch.MoveNextAsync());
+        Assert.Equal(101, watch.Current.Revision);
+        Assert.Equal("h99", watch.Current.Holder);
+
+        _state.Publish(_state.Current with { Holder = "last" });
+        Assert.True(await watch.MoveNextAsync());
+        Assert.Equal(102, watch.Current.Revision);
+    }
+
+    private LeadershipStatus Leader(TimeSpan remaining) => _state.Current with
+    {
+        Role = Role.Leader,
+        Holder = "me",
+        Term = 4,
+        ClaimDeadline = _time.GetTimestamp() + (long)(remaining.TotalSeconds * _time.TimestampFrequency),
+    };
+
+    public void Dispose() => _state.Dispose();
+}
