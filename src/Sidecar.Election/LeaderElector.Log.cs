@@ -12,6 +12,10 @@ public sealed partial class LeaderElector
         Message = "Stepped down: {Reason}")]
     private static partial void LogSteppedDown(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 11, EventName = "Resigning", Level = LogLevel.Information,
+        Message = "Stepping down and releasing the lease: {Reason}")]
+    private static partial void LogResigning(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 3, EventName = "Released", Level = LogLevel.Information,
         Message = "Released {Lease}")]
     private static partial void LogReleased(ILogger logger, string lease);

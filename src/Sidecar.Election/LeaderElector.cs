@@ -489,7 +489,8 @@ public sealed partial class LeaderElector : IDisposable
             case Resign resign:
                 if (_leading)
                 {
-                    StepDown(resign.Stop ? "shutting down" : "resigned on request");
+                    _leading = false;
+                    LogResigning(_logger, resign.Stop ? "shutting down" : "resigned on request");
                 }
 
                 PublishView();

@@ -22,6 +22,7 @@ public sealed partial class LeadershipState : IDisposable
     private LeadershipStatus _current;
     private TaskCompletionSource _changed = NewSignal();
     private ITimer? _claimTimer;
+    private Action<LeadershipStatus>[] _subscribers = [];
 
     public LeadershipState(ElectionOptions options, TimeProvider time, ILogger<LeadershipState> logger)
     {
@@ -71,6 +72,21 @@ public sealed partial class LeadershipState : IDisposable
 
             Replace(next);
             return _current;
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="onChange"/> with the current status now and then with every new one,
+    /// synchronously and in revision order, before any reader can see the next status. Meant for
+    /// surfaces whose effect must be ordered with the election (the leader file is removed before
+    /// the lease is released). Keep it short; it must not throw.
+    /// </summary>
+    public void Subscribe(Action<LeadershipStatus> onChange)
+    {
+        lock (_gate)
+        {
+            _subscribers = [.. _subscribers, onChange];
+            onChange(_current);
         }
     }
 
@@ -136,6 +152,11 @@ public sealed partial class LeadershipState : IDisposable
         {
             var monotonic = _time.GetTimestamp();
             LogRoleChanged(_logger, previous.Role, _current.Role, _current.Holder, _current.Term, _current.Revision, monotonic);
+        }
+
+        foreach (var subscriber in _subscribers)
+        {
+            subscriber(_current);
         }
 
         var changed = _changed;

@@ -1,0 +1,67 @@
+using LeaderSidecar.Election;
+using Microsoft.Extensions.Logging;
+
+namespace LeaderSidecar.Configuration;
+
+/// <summary>Which lease store to use.</summary>
+internal enum BackendKind
+{
+    /// <summary>Kubernetes when in a cluster or given a kubeconfig, else the local file backend.</summary>
+    Auto,
+
+    /// <summary>A JSON file under <see cref="SidecarOptions.LeaseDirectory"/>; one host only.</summary>
+    File,
+
+    /// <summary>A <c>coordination.k8s.io/v1</c> Lease.</summary>
+    Kubernetes,
+}
+
+internal enum LogFormat
+{
+    Json,
+    Text,
+}
+
+/// <summary>Everything the daemon was configured with, after defaults, environment and flags.</summary>
+internal sealed record SidecarOptions
+{
+    public const string DefaultLeaseDirectory = "/tmp/leader-sidecar";
+
+    public required string LeaseName { get; init; }
+
+    public required string Identity { get; init; }
+
+    public required string Namespace { get; init; }
+
+    public BackendKind Backend { get; init; } = BackendKind.Auto;
+
+    public string LeaseDirectory { get; init; } = DefaultLeaseDirectory;
+
+    public string? Kubeconfig { get; init; }
+
+    public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(15);
+
+    public TimeSpan RenewDeadline { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan RetryPeriod { get; init; } = TimeSpan.FromSeconds(2);
+
+    public ListenAddress HttpAddress { get; init; } = new(System.Net.IPAddress.Loopback, 4040, null);
+
+    public ListenAddress GrpcAddress { get; init; } = new(System.Net.IPAddress.Loopback, 4041, null);
+
+    public string? LeaderFile { get; init; }
+
+    public LogFormat LogFormat { get; init; } = LogFormat.Json;
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    public ElectionOptions Election => new()
+    {
+        Identity = Identity,
+        LeaseName = LeaseName,
+        LeaseNamespace = Namespace,
+        LeaseDuration = LeaseDuration,
+        RenewDeadline = RenewDeadline,
+        RetryPeriod = RetryPeriod,
+    };
+}

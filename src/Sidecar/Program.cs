@@ -1,0 +1,48 @@
+using LeaderSidecar.Configuration;
+using LeaderSidecar.Hosting;
+
+namespace LeaderSidecar;
+
+/// <summary>
+/// Entry point. Exit codes: 0 after a clean shutdown (or --help/--version), 2 for bad input (one
+/// line on stderr naming the problem), 1 for an unexpected failure (also one line, no stack trace).
+/// </summary>
+internal static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable))
+        {
+            case ParseResult.ShowHelp help:
+                Console.Out.Write(help.Text);
+                return 0;
+
+            case ParseResult.ShowVersion version:
+                Console.Out.WriteLine(version.Text);
+                return 0;
+
+            case ParseResult.Invalid invalid:
+                Console.Error.WriteLine($"leader-sidecar: {invalid.Message}");
+                return 2;
+
+            case ParseResult.Run run:
+                try
+                {
+                    return await Daemon.RunAsync(run.Options, Environment.GetEnvironmentVariable);
+                }
+                catch (StartupException e)
+                {
+                    Console.Error.WriteLine($"leader-sidecar: {e.Message}");
+                    return 2;
+                }
+                catch (Exception e)
+                {
+                    Console.Error.WriteLine($"leader-sidecar: fatal: {e.GetType().Name}: {e.Message}");
+                    return 1;
+                }
+
+            default:
+                return 1;
+        }
+    }
+}

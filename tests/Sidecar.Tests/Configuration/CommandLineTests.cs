@@ -1,0 +1,150 @@
+using System.Net;
+using LeaderSidecar.Configuration;
+using Microsoft.Extensions.Logging;
+
+namespace LeaderSidecar.Tests.Configuration;
+
+public sealed class CommandLineTests
+{
+    private readonly Dictionary<string, string> _environment = [];
+
+    [Fact]
+    public void Defaults_follow_the_design()
+    {
+        var options = Run("--lease-name", "app");
+
+        Assert.Equal("app", options.LeaseName);
+        Assert.Equal(Environment.MachineName, options.Identity);
+        Assert.Equal(BackendKind.Auto, options.Backend);
+        Assert.Equal(TimeSpan.FromSeconds(15), options.LeaseDuration);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.RenewDeadline);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.RetryPeriod);
+        Assert.Equal(new ListenAddress(IPAddress.Loopback, 4040, null), options.HttpAddress);
+        Assert.Equal(new ListenAddress(IPAddress.Loopback, 4041, null), options.GrpcAddress);
+        Assert.Equal("/tmp/leader-sidecar", options.LeaseDirectory);
+        Assert.Null(options.LeaderFile);
+        Assert.Equal(LogFormat.Json, options.LogFormat);
+        Assert.Equal(LogLevel.Information, options.LogLevel);
+    }
+
+    [Fact]
+    public void Identity_and_namespace_come_from_the_downward_api()
+    {
+        _environment["POD_NAME"] = "web-7c9d-x2k";
+        _environment["POD_NAMESPACE"] = "payments";
+
+        var options = Run("--lease-name", "app");
+
+        Assert.Equal("web-7c9d-x2k", options.Identity);
+        Assert.Equal("payments", options.Namespace);
+    }
+
+    [Fact]
+    public void Every_flag_has_an_environment_twin_and_flags_win()
+    {
+        _environment["LEADER_SIDECAR_LEASE_NAME"] = "from-env";
+        _environment["LEADER_SIDECAR_RETRY_PERIOD"] = "1s";
+        _environment["LEADER_SIDECAR_LOG_FORMAT"] = "text";
+        _environment["LEADER_SIDECAR_GRPC_ADDRESS"] = "unix:/run/sidecar/grpc.sock";
+
+        var options = Run("--retry-period=500ms");
+
+        Assert.Equal("from-env", options.LeaseName);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), options.RetryPeriod);
+        Assert.Equal(LogFormat.Text, options.LogFormat);
+        Assert.Equal("/run/sidecar/grpc.sock", options.GrpcAddress.UnixSocketPath);
+    }
+
+    [Fact]
+    public void All_flags_are_read()
+    {
+        var options = Run(
+            "--lease-name", "my.app", "--identity", "pod-1", "--namespace", "prod", "--backend", "file",
+            "--lease-dir", "/var/lib/leases", "--kubeconfig", "/home/me/.kube/config",
+            "--lease-duration", "30s", "--renew-deadline", "20s", "--retry-period", "4s",
+            "--http-address", "0.0.0.0:9000", "--grpc-address", "[::1]:9001", "--leader-file", "/shared/leader",
+            "--log-format", "text", "--log-level", "debug");
+
+        Assert.Equal("my.app", options.LeaseName);
+        Assert.Equal("pod-1", options.Identity);
+        Assert.Equal("prod", options.Namespace);
+        Assert.Equal(BackendKind.File, options.Backend);
+        Assert.Equal("/var/lib/leases", options.LeaseDirectory);
+        Assert.Equal("/home/me/.kube/config", options.Kubeconfig);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.LeaseDuration);
+        Assert.Equal(TimeSpan.FromSeconds(20), options.RenewDeadline);
+        Assert.Equal(TimeSpan.FromSeconds(4), options.RetryPeriod);
+        Assert.Equal("0.0.0.0:9000", options.HttpAddress.ToString());
+        Assert.Equal("[::1]:9001", options.GrpcAddress.ToString());
+        Assert.Equal("/shared/leader", options.LeaderFile);
+        Assert.Equal(LogFormat.Text, options.LogFormat);
+        Assert.Equal(LogLevel.Debug, options.LogLevel);
+    }
+
+    [Theory]
+    [InlineData("unknown flag --nope", "--lease-name", "a", "--nope")]
+    [InlineData("missing --lease-name")]
+    [InlineData("flag --identity needs a value", "--lease-name", "a", "--identity")]
+    [InlineData("unexpected argument \"extra\"", "--lease-name", "a", "extra")]
+    [InlineData("unknown unit \"x\" in duration \"3x\" (use ns, us, ms, s, m or h) (from --retry-period)", "--lease-name", "a", "--retry-period", "3x")]
+    [InlineData("invalid timing: lease duration (10s) must be greater than renew deadline (10s)", "--lease-name", "a", "--lease-duration", "10s")]
+    [InlineData("invalid timing: renew deadline (2s) must be greater than 1.2 × retry period (2.4s)", "--lease-name", "a", "--renew-deadline", "2s")]
+    [InlineData("lease name \"My_App\" is not a valid Kubernetes name", "--lease-name", "My_App")]
+    [InlineData("lease name \"../../etc\" is not a valid Kubernetes name", "--lease-name", "../../etc")]
+    [InlineData("namespace \"a.b\" is not a valid Kubernetes namespace", "--lease-name", "a", "--namespace", "a.b")]
+    [InlineData("unknown backend \"etcd\"", "--lease-name", "a", "--backend", "etcd")]
+    [InlineData("unknown backend \"1\"", "--lease-name", "a", "--backend", "1")]
+    [InlineData("invalid port in address \"127.0.0.1:99999\"", "--lease-name", "a", "--http-address", "127.0.0.1:99999")]
+    [InlineData("a unix socket is not supported here", "--lease-name", "a", "--http-address", "unix:/tmp/x")]
+    [InlineData("invalid host \"example.com\"", "--lease-name", "a", "--http-address", "example.com:80")]
+    [InlineData("unix socket path must be absolute", "--lease-name", "a", "--grpc-address", "unix:relative.sock")]
+    [InlineData("leader file path must be absolute", "--lease-name", "a", "--leader-file", "leader")]
+    [InlineData("unknown log format \"xml\"", "--lease-name", "a", "--log-format", "xml")]
+    [InlineData("unknown log level \"loud\"", "--lease-name", "a", "--log-level", "loud")]
+    public void Bad_input_is_one_line_naming_the_problem(string expected, params string[] args)
+    {
+        var result = CommandLine.Parse(args, Lookup);
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(result);
+        Assert.Contains(expected, invalid.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', invalid.Message);
+    }
+
+    [Fact]
+    public void A_bad_environment_value_names_the_variable()
+    {
+        _environment["LEADER_SIDECAR_LEASE_DURATION"] = "fifteen";
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "a"], Lookup));
+
+        Assert.EndsWith("(from $LEADER_SIDECAR_LEASE_DURATION)", invalid.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Help_lists_every_flag_with_its_environment_twin()
+    {
+        var help = Assert.IsType<ParseResult.ShowHelp>(CommandLine.Parse(["--help"], Lookup)).Text;
+
+        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "leader-file", "log-format", "log-level" })
+        {
+            Assert.Contains($"--{flag} ", help, StringComparison.Ordinal);
+            Assert.Contains("LEADER_SIDECAR_" + flag.Replace('-', '_').ToUpperInvariant(), help, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Version_is_printed()
+    {
+        var version = Assert.IsType<ParseResult.ShowVersion>(CommandLine.Parse(["--version"], Lookup));
+
+        Assert.Matches(@"^leader-sidecar \d+\.\d+\.\d+$", version.Text);
+    }
+
+    private SidecarOptions Run(params string[] args)
+    {
+        var result = CommandLine.Parse(args, Lookup);
+        return Assert.IsType<ParseResult.Run>(result).Options;
+    }
+
+    private string? Lookup(string name) => _environment.GetValueOrDefault(name);
+}
