@@ -49,7 +49,7 @@ internal static partial class CommandLine
             (b, v) => Duration(v, d => b.Options = b.Options with { RetryPeriod = d })),
         new("http-address", "HOST:PORT", "Where the HTTP surface listens (/leader, /status).", "127.0.0.1:4040",
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { HttpAddress = a })),
-        new("grpc-address", "HOST:PORT|unix:PATH", "Where the gRPC surface listens.", "127.0.0.1:4041",
+        new("grpc-address", "HOST:PORT|unix:PATH", "Reserved for the gRPC surface (not served yet in this version).", "127.0.0.1:4041",
             (b, v) => Address(v, allowUnixSocket: true, a => b.Options = b.Options with { GrpcAddress = a })),
         new("leader-file", "PATH", "A file that exists only while this replica leads (off by default).", null,
             (b, v) => Check(Path.IsPathFullyQualified(v), $"leader file path must be absolute (\"{v}\")", () => b.Options = b.Options with { LeaderFile = v })),

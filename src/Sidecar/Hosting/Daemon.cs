@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores.LocalFile;
@@ -85,7 +84,7 @@ internal static partial class Daemon
         {
             await app.StartAsync();
         }
-        catch (IOException e) when (e.InnerException is SocketException or null)
+        catch (IOException e)
         {
             throw new StartupException($"cannot listen on {options.HttpAddress} (--http-address): {e.Message}");
         }
@@ -119,6 +118,12 @@ internal static partial class Daemon
             throw new StartupException(problem + " (--lease-dir)");
         }
 
+        if (store.ClaimIdentity(options.Identity) is { } taken)
+        {
+            store.Dispose();
+            throw new StartupException(taken);
+        }
+
         return store;
     }
 
@@ -128,6 +133,8 @@ internal static partial class Daemon
         logging.SetMinimumLevel(options.LogLevel);
         // The framework's own chatter (routing, hosting) is noise in a sidecar's log.
         logging.AddFilter("Microsoft", LogLevel.Warning);
+        // Start-up failures are reported as one line by Program, not as the host's stack trace.
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         if (options.LogFormat == LogFormat.Json)
         {
             logging.AddJsonConsole(json =>

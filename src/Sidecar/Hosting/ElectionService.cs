@@ -3,7 +3,7 @@ using LeaderSidecar.Election;
 namespace LeaderSidecar.Hosting;
 
 /// <summary>
-/// Runs the elector for the lifetime of the host. On shutdown it resigns in
+/// Runs the elector for the lifetime of the host, from the moment the host has started. On shutdown it resigns in
 /// <see cref="StoppingAsync"/>, which the host calls before it stops any service, so the surfaces
 /// are still up to report the step-down while the lease is released.
 /// </summary>
@@ -17,7 +17,13 @@ internal sealed partial class ElectionService(
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Campaigning starts only once every surface is up (the ports are bound), so a replica that
+    /// cannot serve its surfaces never takes the lease.
+    /// </summary>
+    public Task StartedAsync(CancellationToken cancellationToken)
     {
         _run = Task.Run(() => elector.RunAsync(_abandon.Token), CancellationToken.None);
         _ = _run.ContinueWith(
@@ -35,8 +41,6 @@ internal sealed partial class ElectionService(
             TaskScheduler.Default);
         return Task.CompletedTask;
     }
-
-    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {

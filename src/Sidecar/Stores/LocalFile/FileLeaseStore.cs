@@ -17,7 +17,7 @@ namespace LeaderSidecar.Stores.LocalFile;
 /// Every candidate must use the same directory, so it must be on a local file system that honours
 /// <c>flock</c> (not NFS).
 /// </remarks>
-internal sealed class FileLeaseStore : ILeaseStore
+internal sealed class FileLeaseStore : ILeaseStore, IDisposable
 {
     private static readonly TimeSpan LockRetry = TimeSpan.FromMilliseconds(2);
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
@@ -27,6 +27,7 @@ internal sealed class FileLeaseStore : ILeaseStore
     private readonly string _path;
     private readonly string _lockPath;
     private readonly TimeProvider _time;
+    private FileStream? _identityLock;
 
     public FileLeaseStore(string directory, string @namespace, string name, TimeProvider time)
     {
@@ -71,6 +72,33 @@ internal sealed class FileLeaseStore : ILeaseStore
             return $"lease directory {_directory} is not usable: {e.Message}";
         }
     }
+
+    /// <summary>
+    /// Holds an exclusive lock on this identity for the life of the process. Two candidates with one
+    /// identity would both believe they hold the lease; on one host that mistake (two copies started
+    /// with the default identity, the host name) is caught here instead.
+    /// </summary>
+    /// <returns><see langword="null"/> when this process now owns the identity, else one line naming the problem.</returns>
+    public string? ClaimIdentity(string identity)
+    {
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity)))[..16];
+        var path = Path.Combine(_directory, $".{_fileName}.identity-{hash}");
+        try
+        {
+            _identityLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return null;
+        }
+        catch (IOException e) when (IsLockedByOther(e))
+        {
+            return $"another process on this host already runs as identity \"{identity}\" for this lease; give each copy its own --identity";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"lease directory {_directory} is not usable: {e.Message}";
+        }
+    }
+
+    public void Dispose() => _identityLock?.Dispose();
 
     public Task<LeaseSnapshot?> GetAsync(CancellationToken cancellationToken)
     {

@@ -1,0 +1,180 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace LeaderSidecar.Tests.EndToEnd;
+
+/// <summary>
+/// A real <c>leader-sidecar</c> process. By default the JIT build next to the sources; set
+/// <c>LEADER_SIDECAR_BIN</c> to test another build, such as the published native AOT binary.
+/// </summary>
+internal sealed partial class DaemonProcess : IAsyncDisposable
+{
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly TaskCompletionSource<Uri> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private DaemonProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public Uri BaseAddress { get; private set; } = new("http://127.0.0.1/");
+
+    public int ProcessId => _process.Id;
+
+    public string Output => string.Join('\n', _output);
+
+    public static string BinaryPath
+    {
+        get
+        {
+            var root = AppContext.BaseDirectory;
+            while (!File.Exists(Path.Combine(root, "Sidecar.sln")))
+            {
+                root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("Sidecar.sln not found above the test binaries");
+            }
+
+            if (Environment.GetEnvironmentVariable("LEADER_SIDECAR_BIN") is { Length: > 0 } bin)
+            {
+                // Relative to the repository root, as scripts/test passes it.
+                return Path.GetFullPath(bin, root);
+            }
+#if DEBUG
+            const string configuration = "Debug";
+#else
+            const string configuration = "Release";
+#endif
+            return Path.Combine(root, "src", "Sidecar", "bin", configuration, "net10.0", "leader-sidecar");
+        }
+    }
+
+    /// <summary>Runs the binary to completion, for flag handling: exit code, stdout, stderr.</summary>
+    public static async Task<(int ExitCode, string StdOut, string StdErr)> RunToExitAsync(params string[] args)
+    {
+        using var process = Process.Start(StartInfo(args))!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await process.WaitForExitAsync(deadline.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>Starts a daemon on an ephemeral HTTP port and waits until it listens.</summary>
+    public static async Task<DaemonProcess> StartAsync(params string[] args)
+    {
+        var info = StartInfo(["--http-address", "127.0.0.1:0", "--log-format", "json", .. args]);
+        var daemon = new DaemonProcess(Process.Start(info)!);
+        daemon._process.OutputDataReceived += (_, e) => daemon.OnLine(e.Data);
+        daemon._process.ErrorDataReceived += (_, e) => daemon.OnLine(e.Data);
+        daemon._process.BeginOutputReadLine();
+        daemon._process.BeginErrorReadLine();
+
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            daemon.BaseAddress = await daemon._listening.Task.WaitAsync(deadline.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            await daemon.DisposeAsync();
+            throw new TimeoutException($"daemon did not start listening: {daemon.Output}");
+        }
+
+        return daemon;
+    }
+
+    /// <summary>GET a path; returns the status code and the JSON body.</summary>
+    public async Task<(HttpStatusCode Code, JsonElement Body)> GetAsync(string path)
+    {
+        using var response = await Http.GetAsync(new Uri(BaseAddress, path));
+        var body = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonDocument.Parse(body).RootElement.Clone());
+    }
+
+    /// <summary>The role this daemon reports on <c>/status</c>, or null when it does not answer.</summary>
+    public async Task<string?> RoleAsync()
+    {
+        try
+        {
+            var (_, body) = await GetAsync("/status");
+            return body.GetProperty("role").GetString();
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Sends SIGTERM, as the kubelet does at pod termination.</summary>
+    public void Terminate() => _ = Kill(_process.Id, 15);
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(deadline.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+    }
+
+    private static ProcessStartInfo StartInfo(IEnumerable<string> args)
+    {
+        var info = new ProcessStartInfo(BinaryPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        // Tests choose every setting explicitly; nothing leaks in from the machine.
+        foreach (var name in new[] { "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "POD_NAME", "POD_NAMESPACE" })
+        {
+            info.Environment.Remove(name);
+        }
+
+        foreach (var name in info.Environment.Keys.Where(k => k.StartsWith("LEADER_SIDECAR_", StringComparison.Ordinal)).ToList())
+        {
+            info.Environment.Remove(name);
+        }
+
+        return info;
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        _output.Enqueue(line);
+        if (ListeningLine().Match(line) is { Success: true } match)
+        {
+            _listening.TrySetResult(new Uri(match.Groups["url"].Value));
+        }
+    }
+
+    [GeneratedRegex(@"http surface listening on (?<url>http://[0-9.]+:\d+)")]
+    private static partial Regex ListeningLine();
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+}
