@@ -16,6 +16,10 @@ public sealed partial class LeaderElector
         Message = "Stepping down and releasing the lease: {Reason}")]
     private static partial void LogResigning(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 12, EventName = "BeforeReleaseFailed", Level = LogLevel.Warning,
+        Message = "Waiting before the release failed ({Reason}); releasing now")]
+    private static partial void LogBeforeReleaseFailed(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 3, EventName = "Released", Level = LogLevel.Information,
         Message = "Released {Lease}")]
     private static partial void LogReleased(ILogger logger, string lease);

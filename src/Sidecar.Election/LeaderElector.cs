@@ -67,6 +67,7 @@ public sealed partial class LeaderElector : IDisposable
     private long _nextPollAt;
     private long _holdOffUntil;
     private Task<bool>? _pendingRead;
+    private long _busySince;
 
     // Shared with ResignAsync/StopAsync callers; guarded by _publishGate.
     private bool _resigning;
@@ -116,6 +117,7 @@ public sealed partial class LeaderElector : IDisposable
             await loopCts.CancelAsync();
             await watch;
             _leading = false;
+            Volatile.Write(ref _busySince, 0);
             PublishView();
             _loopExited.TrySetResult();
         }
@@ -132,7 +134,28 @@ public sealed partial class LeaderElector : IDisposable
     public Task StopAsync(CancellationToken cancellationToken) =>
         SendResignAsync(Timeout.InfiniteTimeSpan, stop: true, cancellationToken);
 
-    private async Task SendResignAsync(TimeSpan holdOff, bool stop, CancellationToken cancellationToken)
+    /// <summary>
+    /// Steps down, then awaits <paramref name="beforeRelease"/> (for example, until the app confirms
+    /// it stopped its leader work), then releases the lease and ends <see cref="RunAsync"/>. The
+    /// lease is not renewed meanwhile: followers take it when it expires if the wait is longer.
+    /// </summary>
+    public Task StopAsync(Func<CancellationToken, Task> beforeRelease, CancellationToken cancellationToken) =>
+        SendResignAsync(Timeout.InfiniteTimeSpan, stop: true, cancellationToken, beforeRelease);
+
+    /// <summary>
+    /// How long the loop has been busy in one step, or zero while it waits. A step is bounded by the
+    /// request timeout, so a much larger value means the process is wedged (a liveness signal).
+    /// </summary>
+    public TimeSpan BusyFor
+    {
+        get
+        {
+            var since = Volatile.Read(ref _busySince);
+            return since == 0 ? TimeSpan.Zero : _time.GetElapsedTime(since);
+        }
+    }
+
+    private async Task SendResignAsync(TimeSpan holdOff, bool stop, CancellationToken cancellationToken, Func<CancellationToken, Task>? beforeRelease = null)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_publishGate)
@@ -148,7 +171,7 @@ public sealed partial class LeaderElector : IDisposable
             _interrupt.Cancel();
         }
 
-        _inbox.Writer.TryWrite(new Resign(holdOff, stop, done));
+        _inbox.Writer.TryWrite(new Resign(holdOff, stop, done, beforeRelease));
         await Task.WhenAny(done.Task, _loopExited.Task).WaitAsync(cancellationToken);
     }
 
@@ -190,7 +213,9 @@ public sealed partial class LeaderElector : IDisposable
             }
 
             PublishView();
+            Volatile.Write(ref _busySince, 0);
             await WaitAsync(NextWakeAt(), ct);
+            Volatile.Write(ref _busySince, Math.Max(1, _time.GetTimestamp()));
         }
     }
 
@@ -494,6 +519,18 @@ public sealed partial class LeaderElector : IDisposable
                 }
 
                 PublishView();
+                if (resign.BeforeRelease is { } beforeRelease)
+                {
+                    try
+                    {
+                        await beforeRelease(ct);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                    {
+                        LogBeforeReleaseFailed(_logger, e.Message);
+                    }
+                }
+
                 await ReleaseAsync(ct);
                 var now = _time.GetTimestamp();
                 _holdOffUntil = resign.HoldOff == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.Add(now, resign.HoldOff);
@@ -656,5 +693,5 @@ public sealed partial class LeaderElector : IDisposable
 
     private sealed record WatchHealth(bool Healthy) : Message;
 
-    private sealed record Resign(TimeSpan HoldOff, bool Stop, TaskCompletionSource Done) : Message;
+    private sealed record Resign(TimeSpan HoldOff, bool Stop, TaskCompletionSource Done, Func<CancellationToken, Task>? BeforeRelease) : Message;
 }

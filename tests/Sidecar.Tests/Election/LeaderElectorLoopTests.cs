@@ -49,6 +49,26 @@ public sealed class LeaderElectorLoopTests : IDisposable
     }
 
     [Fact]
+    public async Task Stop_waits_for_the_drain_between_stepping_down_and_releasing()
+    {
+        var a = StartCandidates("a")[0];
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+        var during = ((LeadershipStatus?)null, (string?)null);
+
+        await a.Elector.StopAsync(
+            _ =>
+            {
+                during = (a.Status, _store.Lease!.Record.HolderIdentity);
+                return Task.CompletedTask;
+            },
+            CancellationToken.None);
+
+        Assert.False(during.Item1!.IsLeader);
+        Assert.Equal("a", during.Item2);
+        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
+    }
+
+    [Fact]
     public async Task A_resigned_leader_holds_off_and_then_campaigns_again()
     {
         var a = StartCandidates("a")[0];
