@@ -47,10 +47,14 @@ internal static partial class CommandLine
             (b, v) => Duration(v, d => b.Options = b.Options with { RenewDeadline = d })),
         new("retry-period", "DURATION", "How often the leader renews and candidates retry.", "2s",
             (b, v) => Duration(v, d => b.Options = b.Options with { RetryPeriod = d })),
-        new("http-address", "HOST:PORT", "Where the HTTP surface listens (/leader, /status).", "127.0.0.1:4040",
+        new("http-address", "HOST:PORT", "Where the HTTP surface listens (/leader, /status, /healthz, /readyz, /metrics).", "127.0.0.1:4040",
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { HttpAddress = a })),
-        new("grpc-address", "HOST:PORT|unix:PATH", "Reserved for the gRPC surface (not served yet in this version).", "127.0.0.1:4041",
+        new("grpc-address", "HOST:PORT|unix:PATH", "Where the gRPC surface listens, h2c (leadership.v1.Leadership, grpc.health.v1.Health); a unix socket is created owner-only.", "127.0.0.1:4041",
             (b, v) => Address(v, allowUnixSocket: true, a => b.Options = b.Options with { GrpcAddress = a })),
+        new("drain-timeout", "DURATION", "On shutdown, after stepping down, how long to wait for the app to confirm over gRPC (ConfirmStopped) before releasing; 0 = release at once.", "0",
+            (b, v) => !GoDuration.TryParse(v, out var d, out var error) ? error
+                : d < TimeSpan.Zero ? $"drain timeout must not be negative (\"{v}\")"
+                : Set(() => b.Options = b.Options with { DrainTimeout = d })),
         new("leader-file", "PATH", "A file that exists only while this replica leads (off by default).", null,
             (b, v) => Check(Path.IsPathFullyQualified(v), $"leader file path must be absolute (\"{v}\")", () => b.Options = b.Options with { LeaderFile = v })),
         new("log-format", "json|text", "Log format: one JSON object a line, or text.", "json",

@@ -51,6 +51,9 @@ internal sealed record SidecarOptions
 
     public string? LeaderFile { get; init; }
 
+    /// <summary>How long shutdown waits for the app's confirmation between stepping down and releasing; zero: no wait.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.Zero;
+
     public LogFormat LogFormat { get; init; } = LogFormat.Json;
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;

@@ -1,10 +1,16 @@
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
+using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
+using LeaderSidecar.Surfaces;
+using LeaderSidecar.Surfaces.Grpc;
+using LeaderSidecar.Surfaces.Health;
 using LeaderSidecar.Surfaces.Http;
 using LeaderSidecar.Surfaces.LeaderFile;
+using LeaderSidecar.Surfaces.Metrics;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging.Console;
 
 namespace LeaderSidecar.Hosting;
@@ -26,8 +32,6 @@ internal sealed class StartupException(string message) : Exception(message)
 /// <summary>Wires the core, one lease store and the surfaces into one host, and runs it.</summary>
 internal static partial class Daemon
 {
-    public const string InClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-
     public static async Task<int> RunAsync(SidecarOptions options, Func<string, string?> environment)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
@@ -38,14 +42,17 @@ internal static partial class Daemon
         });
 
         ConfigureLogging(builder.Logging, options);
+        ListenOptions? grpcListener = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(options.HttpAddress.Ip!, options.HttpAddress.Port);
+            kestrel.Listen(options.HttpAddress.Ip!, options.HttpAddress.Port, http => http.Protocols = HttpProtocols.Http1);
+            grpcListener = GrpcSurface.Listen(kestrel, options.GrpcAddress);
         });
 
-        // Release must finish within the renew deadline; give the host a little more than that.
-        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.RenewDeadline + TimeSpan.FromSeconds(2));
+        // The drain and then the release (bounded by the renew deadline) must finish before the host
+        // gives up on stopping; give it a little more than both.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainTimeout + options.RenewDeadline + TimeSpan.FromSeconds(2));
 
         var time = TimeProvider.System;
         var store = CreateStore(options, environment, time);
@@ -53,12 +60,23 @@ internal static partial class Daemon
         builder.Services.AddSingleton(options.Election);
         builder.Services.AddSingleton(store);
         builder.Services.AddSingleton<LeadershipState>();
+        builder.Services.AddSingleton<WatchStreams>();
+        builder.Services.AddSingleton(services => new Drain(
+            options.DrainTimeout,
+            services.GetRequiredService<LeadershipState>(),
+            services.GetRequiredService<WatchStreams>(),
+            time,
+            services.GetRequiredService<ILogger<Drain>>()));
+        builder.Services.AddSingleton<Probes>();
+        builder.Services.AddSingleton<SidecarMetrics>();
+        builder.Services.AddGrpcSurface();
         builder.Services.AddSingleton(services => new LeaderElector(
             services.GetRequiredService<ILeaseStore>(),
             services.GetRequiredService<ElectionOptions>(),
             services.GetRequiredService<LeadershipState>(),
             time,
-            services.GetRequiredService<ILogger<LeaderElector>>()));
+            services.GetRequiredService<ILogger<LeaderElector>>(),
+            services.GetRequiredService<SidecarMetrics>()));
         builder.Services.AddHostedService<ElectionService>();
         if (options.LeaderFile is { } leaderFile)
         {
@@ -66,7 +84,13 @@ internal static partial class Daemon
         }
 
         await using var app = builder.Build();
+        app.UseListenerSeparation();
         app.MapLeadershipEndpoints();
+        app.MapGrpcSurface();
+        if (options.GrpcAddress.UnixSocketPath is { } socket && GrpcSurface.PrepareUnixSocket(socket) is { } socketProblem)
+        {
+            throw new StartupException(socketProblem);
+        }
         if (app.Services.GetService<LeaderFileFlag>() is { } flag)
         {
             if (flag.Prepare() is { } problem)
@@ -78,7 +102,9 @@ internal static partial class Daemon
         }
 
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("LeaderSidecar");
-        LogStarting(logger, CommandLine.Version, options.Identity, store.Description, GoDuration.Format(options.LeaseDuration), GoDuration.Format(options.RenewDeadline), GoDuration.Format(options.RetryPeriod));
+        var leaseStore = app.Services.GetRequiredService<ILeaseStore>();
+        LogStarting(logger, CommandLine.Version, options.Identity, leaseStore.Description, GoDuration.Format(options.LeaseDuration), GoDuration.Format(options.RenewDeadline), GoDuration.Format(options.RetryPeriod));
+        await CheckAccessAsync(leaseStore, options, logger);
 
         try
         {
@@ -86,30 +112,45 @@ internal static partial class Daemon
         }
         catch (IOException e)
         {
-            throw new StartupException($"cannot listen on {options.HttpAddress} (--http-address): {e.Message}");
+            // Kestrel names the address it could not bind ("...address http://127.0.0.1:4041: ...").
+            var grpc = e.Message.Contains(options.GrpcAddress + ":", StringComparison.Ordinal);
+            throw new StartupException(grpc
+                ? $"cannot listen on {options.GrpcAddress} (--grpc-address): {e.Message}"
+                : $"cannot listen on {options.HttpAddress} (--http-address): {e.Message}");
         }
 
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "";
         LogListening(logger, "http", bound);
+        LogListening(logger, "grpc", grpcListener is { EndPoint: System.Net.IPEndPoint ip } ? $"http://{new ListenAddress(ip.Address, ip.Port, null)}" : options.GrpcAddress.ToString());
         await app.WaitForShutdownAsync();
         return Environment.ExitCode;
     }
 
-    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "Every backend plugs in here.")]
-    private static ILeaseStore CreateStore(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
+    /// <summary>
+    /// Picks and builds the lease store. Configuration problems (an unusable directory or
+    /// kubeconfig, a missing token) are start-up errors; the store's logger comes later from the host.
+    /// </summary>
+    private static Func<IServiceProvider, ILeaseStore> CreateStore(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
         var backend = options.Backend;
         if (backend == BackendKind.Auto)
         {
-            var inCluster = !string.IsNullOrEmpty(environment("KUBERNETES_SERVICE_HOST")) && File.Exists(InClusterTokenFile);
-            backend = inCluster || options.Kubeconfig is not null ? BackendKind.Kubernetes : BackendKind.File;
+            backend = options.Kubeconfig is not null || KubernetesConnection.IsInCluster(environment) ? BackendKind.Kubernetes : BackendKind.File;
         }
 
         if (backend == BackendKind.Kubernetes)
         {
-            throw new StartupException(
-                "the kubernetes backend is not available in this build yet; use --backend file " +
-                "(auto chose kubernetes because of " + (options.Kubeconfig is not null ? "--kubeconfig/$KUBECONFIG)" : "the in-cluster service account)"));
+            k8s.KubernetesClientConfiguration config;
+            try
+            {
+                config = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment);
+            }
+            catch (ArgumentException e)
+            {
+                throw new StartupException(e.Message + (options.Kubeconfig is null ? " (in-cluster configuration)" : " (--kubeconfig)"));
+            }
+
+            return services => new KubernetesLeaseStore(config, options.Namespace, options.LeaseName, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
         }
 
         var store = new FileLeaseStore(options.LeaseDirectory, options.Namespace, options.LeaseName, time);
@@ -124,7 +165,29 @@ internal static partial class Daemon
             throw new StartupException(taken);
         }
 
-        return store;
+        return _ => store;
+    }
+
+    /// <summary>
+    /// One read of the lease before campaigning, so credentials that are rejected (401) or an
+    /// account that may not read the lease (403) stop the start with one clear line. Anything
+    /// else (the API server is down, slow) is a runtime problem: logged, retried with backoff.
+    /// </summary>
+    private static async Task CheckAccessAsync(ILeaseStore store, SidecarOptions options, ILogger logger)
+    {
+        using var timeout = new CancellationTokenSource(options.Election.RequestTimeout);
+        try
+        {
+            await store.GetAsync(timeout.Token);
+        }
+        catch (LeaseStoreException e) when (e.Reason is LeaseStoreFailure.Unauthorized or LeaseStoreFailure.Forbidden)
+        {
+            throw new StartupException($"{store.Description}: {(e.Reason == LeaseStoreFailure.Forbidden ? "access denied" : "credentials rejected")}: {e.Message}");
+        }
+        catch (Exception e) when (e is LeaseStoreException or OperationCanceledException)
+        {
+            LogFirstReadFailed(logger, e.Message);
+        }
     }
 
     private static void ConfigureLogging(ILoggingBuilder logging, SidecarOptions options)
@@ -133,6 +196,7 @@ internal static partial class Daemon
         logging.SetMinimumLevel(options.LogLevel);
         // The framework's own chatter (routing, hosting) is noise in a sidecar's log.
         logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddFilter("Grpc", LogLevel.Warning);
         // Start-up failures are reported as one line by Program, not as the host's stack trace.
         logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         if (options.LogFormat == LogFormat.Json)
@@ -159,6 +223,10 @@ internal static partial class Daemon
     [LoggerMessage(EventId = 300, EventName = "Starting", Level = LogLevel.Information,
         Message = "leader-sidecar {Version} starting as {Identity} on {Lease}; lease duration {LeaseDuration}, renew deadline {RenewDeadline}, retry period {RetryPeriod}")]
     private static partial void LogStarting(ILogger logger, string version, string identity, string lease, string leaseDuration, string renewDeadline, string retryPeriod);
+
+    [LoggerMessage(EventId = 302, EventName = "FirstReadFailed", Level = LogLevel.Warning,
+        Message = "First read of the lease failed ({Reason}); campaigning anyway, with retries")]
+    private static partial void LogFirstReadFailed(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 301, EventName = "Listening", Level = LogLevel.Information,
         Message = "{Surface} surface listening on {Address}")]

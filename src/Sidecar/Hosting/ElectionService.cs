@@ -1,4 +1,5 @@
 using LeaderSidecar.Election;
+using LeaderSidecar.Surfaces;
 
 namespace LeaderSidecar.Hosting;
 
@@ -9,6 +10,7 @@ namespace LeaderSidecar.Hosting;
 /// </summary>
 internal sealed partial class ElectionService(
     LeaderElector elector,
+    Drain drain,
     IHostApplicationLifetime lifetime,
     ILogger<ElectionService> logger) : IHostedLifecycleService, IDisposable
 {
@@ -42,15 +44,24 @@ internal sealed partial class ElectionService(
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// The shutdown order: every surface stops saying "leader", the app may confirm it stopped
+    /// (<see cref="Drain"/>), the lease is released, and only then do streams and long polls end.
+    /// </summary>
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
+        drain.Begin();
         try
         {
-            await elector.StopAsync(cancellationToken);
+            await elector.StopAsync(drain.WaitAsync, cancellationToken);
         }
         catch (OperationCanceledException)
         {
             LogReleaseTimedOut(logger);
+        }
+        finally
+        {
+            drain.Close();
         }
     }
 

@@ -6,7 +6,7 @@ namespace LeaderSidecar.Surfaces;
 
 /// <summary>
 /// The JSON shape of a <see cref="LeadershipStatus"/>, shared by every JSON surface (HTTP, file
-/// flag). Field names are public interface.
+/// flag). Field names are public interface. The gRPC surface's twin is <c>Grpc/StatusMessage.cs</c>.
 /// </summary>
 internal sealed record StatusDocument
 {
@@ -66,6 +66,25 @@ internal sealed record StatusDocument
     };
 }
 
+/// <summary>The answer of <c>/healthz</c> and <c>/readyz</c>.</summary>
+internal sealed record ProbeDocument
+{
+    /// <summary><c>ok</c> or <c>failing</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>Why the probe fails; absent when it passes.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Reason { get; init; }
+}
+
+/// <summary>A one-line error, for requests the surface cannot answer (400).</summary>
+internal sealed record ErrorDocument
+{
+    public required string Error { get; init; }
+}
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(StatusDocument))]
+[JsonSerializable(typeof(ProbeDocument))]
+[JsonSerializable(typeof(ErrorDocument))]
 internal sealed partial class SurfaceJsonContext : JsonSerializerContext;

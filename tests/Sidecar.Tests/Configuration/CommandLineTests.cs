@@ -23,6 +23,7 @@ public sealed class CommandLineTests
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4041, null), options.GrpcAddress);
         Assert.Equal("/tmp/leader-sidecar", options.LeaseDirectory);
         Assert.Null(options.LeaderFile);
+        Assert.Equal(TimeSpan.Zero, options.DrainTimeout);
         Assert.Equal(LogFormat.Json, options.LogFormat);
         Assert.Equal(LogLevel.Information, options.LogLevel);
     }
@@ -101,6 +102,8 @@ public sealed class CommandLineTests
     [InlineData("leader file path must be absolute", "--lease-name", "a", "--leader-file", "leader")]
     [InlineData("unknown log format \"xml\"", "--lease-name", "a", "--log-format", "xml")]
     [InlineData("unknown log level \"loud\"", "--lease-name", "a", "--log-level", "loud")]
+    [InlineData("drain timeout must not be negative", "--lease-name", "a", "--drain-timeout", "-1s")]
+    [InlineData("invalid duration \"soon\"", "--lease-name", "a", "--drain-timeout", "soon")]
     public void Bad_input_is_one_line_naming_the_problem(string expected, params string[] args)
     {
         var result = CommandLine.Parse(args, Lookup);
@@ -108,6 +111,14 @@ public sealed class CommandLineTests
         var invalid = Assert.IsType<ParseResult.Invalid>(result);
         Assert.Contains(expected, invalid.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', invalid.Message);
+    }
+
+    [Fact]
+    public void The_drain_timeout_comes_from_its_flag_or_environment_twin()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(30), Run("--lease-name", "a", "--drain-timeout", "30s").DrainTimeout);
+        _environment["LEADER_SIDECAR_DRAIN_TIMEOUT"] = "1m";
+        Assert.Equal(TimeSpan.FromMinutes(1), Run("--lease-name", "a").DrainTimeout);
     }
 
     [Fact]
@@ -125,7 +136,7 @@ public sealed class CommandLineTests
     {
         var help = Assert.IsType<ParseResult.ShowHelp>(CommandLine.Parse(["--help"], Lookup)).Text;
 
-        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "leader-file", "log-format", "log-level" })
+        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "drain-timeout", "leader-file", "log-format", "log-level" })
         {
             Assert.Contains($"--{flag} ", help, StringComparison.Ordinal);
             Assert.Contains("LEADER_SIDECAR_" + flag.Replace('-', '_').ToUpperInvariant(), help, StringComparison.Ordinal);

@@ -15,8 +15,10 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 {
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
     private readonly Process _process;
+    private int _disposed;
     private readonly ConcurrentQueue<string> _output = new();
     private readonly TaskCompletionSource<Uri> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<string> _grpcListening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private DaemonProcess(Process process)
     {
@@ -24,6 +26,9 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     }
 
     public Uri BaseAddress { get; private set; } = new("http://127.0.0.1/");
+
+    /// <summary>Where the gRPC surface listens, as logged: <c>http://HOST:PORT</c> or <c>unix:/path</c>.</summary>
+    public string GrpcAddress { get; private set; } = "";
 
     public int ProcessId => _process.Id;
 
@@ -64,10 +69,10 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         return (process.ExitCode, await stdout, await stderr);
     }
 
-    /// <summary>Starts a daemon on an ephemeral HTTP port and waits until it listens.</summary>
+    /// <summary>Starts a daemon on ephemeral HTTP and gRPC ports (unless <paramref name="args"/> say otherwise) and waits until it listens.</summary>
     public static async Task<DaemonProcess> StartAsync(params string[] args)
     {
-        var info = StartInfo(["--http-address", "127.0.0.1:0", "--log-format", "json", .. args]);
+        var info = StartInfo(["--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--log-format", "json", .. args]);
         var daemon = new DaemonProcess(Process.Start(info)!);
         daemon._process.OutputDataReceived += (_, e) => daemon.OnLine(e.Data);
         daemon._process.ErrorDataReceived += (_, e) => daemon.OnLine(e.Data);
@@ -78,6 +83,7 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         try
         {
             daemon.BaseAddress = await daemon._listening.Task.WaitAsync(deadline.Token);
+            daemon.GrpcAddress = await daemon._grpcListening.Task.WaitAsync(deadline.Token);
         }
         catch (OperationCanceledException)
         {
@@ -110,6 +116,27 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits until exactly one of <paramref name="daemons"/> reports LEADER and all others FOLLOWER,
+    /// failing at once if two ever claim leadership together.
+    /// </summary>
+    public static async Task<DaemonProcess> SingleLeaderAsync(IReadOnlyList<DaemonProcess> daemons)
+    {
+        DaemonProcess? leader = null;
+        await Poll.UntilAsync(
+            async () =>
+            {
+                var roles = await Task.WhenAll(daemons.Select(d => d.RoleAsync()));
+                var leaders = daemons.Where((_, i) => roles[i] == "LEADER").ToList();
+                Assert.True(leaders.Count <= 1, "two daemons claim leadership at once");
+                leader = leaders.SingleOrDefault();
+                return leader is not null && roles.Count(r => r == "FOLLOWER") == daemons.Count - 1;
+            },
+            TimeSpan.FromSeconds(30),
+            "exactly one leader");
+        return leader!;
+    }
+
     /// <summary>Sends SIGTERM, as the kubelet does at pod termination.</summary>
     public void Terminate() => _ = Kill(_process.Id, 15);
 
@@ -120,8 +147,23 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGKILL: the process dies without releasing anything, as in a crash or OOM kill.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
@@ -170,10 +212,18 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         {
             _listening.TrySetResult(new Uri(match.Groups["url"].Value));
         }
+
+        if (GrpcListeningLine().Match(line) is { Success: true } grpc)
+        {
+            _grpcListening.TrySetResult(grpc.Groups["address"].Value);
+        }
     }
 
     [GeneratedRegex(@"http surface listening on (?<url>http://[0-9.]+:\d+)")]
     private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"grpc surface listening on (?<address>http://[0-9.]+:\d+|unix:[^""\s]+)")]
+    private static partial Regex GrpcListeningLine();
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);

@@ -20,7 +20,7 @@ public sealed class FileBackendTests : IAsyncDisposable
     {
         var all = await StartAsync("a", "b", "c");
 
-        var leader = await SingleLeaderAsync(all);
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
 
         foreach (var daemon in all)
         {
@@ -41,13 +41,13 @@ public sealed class FileBackendTests : IAsyncDisposable
     public async Task Sigterm_releases_the_lease_exits_zero_and_a_follower_takes_over()
     {
         var all = await StartAsync("a", "b", "c");
-        var leader = await SingleLeaderAsync(all);
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
         var followers = all.Where(d => d != leader).ToList();
 
         leader.Terminate();
 
         Assert.Equal(0, await leader.WaitForExitAsync(TimeSpan.FromSeconds(10)));
-        var next = await SingleLeaderAsync(followers);
+        var next = await DaemonProcess.SingleLeaderAsync(followers);
         var (_, body) = await next.GetAsync("/leader");
         Assert.Equal(1, body.GetProperty("term").GetInt64());
         Assert.Contains("Released", leader.Output, StringComparison.Ordinal);
@@ -62,13 +62,13 @@ public sealed class FileBackendTests : IAsyncDisposable
     {
         var timing = new[] { "--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "500ms" };
         var all = await StartAsync(timing, "a", "b");
-        var leader = await SingleLeaderAsync(all);
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
         var follower = all.Single(d => d != leader);
 
-        await leader.DisposeAsync();
+        await leader.KillAsync();
         var killedAt = Stopwatch.StartNew();
 
-        await SingleLeaderAsync([follower]);
+        await DaemonProcess.SingleLeaderAsync([follower]);
         // Not a timing assertion: only that the takeover waited for the expiry, which proves the
         // follower judged it rather than guessing.
         Assert.True(killedAt.Elapsed >= TimeSpan.FromSeconds(1), $"took over after {killedAt.Elapsed}, before the lease could expire");
@@ -82,7 +82,7 @@ public sealed class FileBackendTests : IAsyncDisposable
         await File.WriteAllTextAsync(fileB, "left over from a crash");
 
         var a = await StartOneAsync("a", "--leader-file", fileA);
-        await SingleLeaderAsync([a]);
+        await DaemonProcess.SingleLeaderAsync([a]);
         var b = await StartOneAsync("b", "--leader-file", fileB);
         await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
 
@@ -134,7 +134,7 @@ public sealed class FileBackendTests : IAsyncDisposable
     public async Task A_second_copy_with_the_same_identity_is_refused()
     {
         var first = await StartOneAsync("twin");
-        await SingleLeaderAsync([first]);
+        await DaemonProcess.SingleLeaderAsync([first]);
 
         var (code, _, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", "twin", "--http-address", "127.0.0.1:0");
 
@@ -151,7 +151,7 @@ public sealed class FileBackendTests : IAsyncDisposable
         squatter.Start();
         var port = ((IPEndPoint)squatter.LocalEndpoint).Port;
 
-        var (code, _, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "x", "--lease-dir", _dir.Path, "--http-address", $"127.0.0.1:{port}", "--log-level", "error");
+        var (code, _, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "x", "--lease-dir", _dir.Path, "--http-address", $"127.0.0.1:{port}", "--grpc-address", "127.0.0.1:0", "--log-level", "error");
 
         Assert.Equal(2, code);
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
@@ -195,24 +195,6 @@ public sealed class FileBackendTests : IAsyncDisposable
         return daemon;
     }
 
-    /// <summary>Waits until exactly one of <paramref name="daemons"/> answers 200 on /leader and all others follow it.</summary>
-    private static async Task<DaemonProcess> SingleLeaderAsync(IReadOnlyList<DaemonProcess> daemons)
-    {
-        DaemonProcess? leader = null;
-        await Poll.UntilAsync(
-            async () =>
-            {
-                var roles = await Task.WhenAll(daemons.Select(d => d.RoleAsync()));
-                var leaders = daemons.Where((_, i) => roles[i] == "LEADER").ToList();
-                Assert.True(leaders.Count <= 1, "two daemons claim leadership at once");
-                leader = leaders.SingleOrDefault();
-                return leader is not null && roles.Count(r => r == "FOLLOWER") == daemons.Count - 1;
-            },
-            Deadline,
-            "exactly one leader");
-        return leader!;
-    }
-
     public async ValueTask DisposeAsync()
     {
         foreach (var daemon in _daemons)
@@ -221,25 +203,5 @@ public sealed class FileBackendTests : IAsyncDisposable
         }
 
         _dir.Dispose();
-    }
-}
-
-internal static class Poll
-{
-    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(20);
-
-    /// <summary>Checks <paramref name="condition"/> until it holds, failing after <paramref name="deadline"/>.</summary>
-    public static async Task UntilAsync(Func<Task<bool>> condition, TimeSpan deadline, string what)
-    {
-        var waited = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (waited.Elapsed > deadline)
-            {
-                Assert.Fail($"timed out after {deadline.TotalSeconds} s waiting for {what}");
-            }
-
-            await Task.Delay(Interval);
-        }
     }
 }

@@ -1,0 +1,91 @@
+using Grpc.Core;
+using Leadership.V1;
+using LeaderSidecar.Election;
+using RpcStatus = Grpc.Core.Status;
+
+namespace LeaderSidecar.Surfaces.Grpc;
+
+/// <summary>
+/// <c>leadership.v1.Leadership</c>: status, the watch stream, resign, and the drain confirmation.
+/// Every answer is read from <see cref="LeadershipState"/>; this service never decides leadership.
+/// </summary>
+internal sealed class LeadershipService(
+    LeadershipState state,
+    LeaderElector elector,
+    Drain drain,
+    WatchStreams streams,
+    TimeProvider time) : Leadership.V1.Leadership.LeadershipBase
+{
+    private static readonly TimeSpan MaxHoldOff = TimeSpan.FromHours(24);
+
+    /// <summary>How long the final status may take to reach a client when the server closes.</summary>
+    private static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
+
+    public override Task<Leadership.V1.Status> GetStatus(GetStatusRequest request, ServerCallContext context) =>
+        Task.FromResult(StatusMessage.From(state.Current, drain.Draining, time));
+
+    /// <summary>
+    /// Pulls from <see cref="LeadershipState.WatchAsync"/>, which hands a slow reader the newest
+    /// status when it comes back for more: a stream that does not drain holds up only itself.
+    /// </summary>
+    public override async Task Watch(WatchRequest request, IServerStreamWriter<Leadership.V1.Status> responseStream, ServerCallContext context)
+    {
+        using var open = streams.Open();
+        using var ends = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, drain.Closing);
+        var sent = 0L;
+        try
+        {
+            await foreach (var status in state.WatchAsync(ends.Token))
+            {
+                await responseStream.WriteAsync(StatusMessage.From(status, drain.Draining, time), ends.Token);
+                sent = status.Revision;
+            }
+        }
+        catch (OperationCanceledException) when (drain.Closing.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            // The sidecar is shutting down after the release: send the final status, then end.
+            var last = state.Current;
+            if (last.Revision > sent)
+            {
+                using var timeout = new CancellationTokenSource(FinalWriteTimeout, time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.CancellationToken);
+                try
+                {
+                    await responseStream.WriteAsync(StatusMessage.From(last, drain.Draining, time), linked.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        }
+    }
+
+    public override async Task<ResignResponse> Resign(ResignRequest request, ServerCallContext context)
+    {
+        TimeSpan holdOff;
+        try
+        {
+            holdOff = request.HoldOff?.ToTimeSpan() ?? TimeSpan.Zero;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new RpcException(new RpcStatus(StatusCode.InvalidArgument, $"invalid hold_off: {e.Message}"));
+        }
+
+        if (holdOff < TimeSpan.Zero || holdOff > MaxHoldOff)
+        {
+            throw new RpcException(new RpcStatus(StatusCode.InvalidArgument, $"hold_off must be between 0 and 24h (got {Configuration.GoDuration.Format(holdOff)})"));
+        }
+
+        if (drain.Draining)
+        {
+            throw new RpcException(new RpcStatus(StatusCode.FailedPrecondition, "the sidecar is shutting down and releases the lease anyway"));
+        }
+
+        await elector.ResignAsync(holdOff, context.CancellationToken);
+        return new ResignResponse { Status = StatusMessage.From(state.Current, drain.Draining, time) };
+    }
+
+    public override Task<ConfirmStoppedResponse> ConfirmStopped(ConfirmStoppedRequest request, ServerCallContext context) =>
+        Task.FromResult(new ConfirmStoppedResponse { DrainEnded = drain.Confirm() });
+}

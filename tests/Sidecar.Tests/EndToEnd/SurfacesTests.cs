@@ -1,0 +1,224 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Grpc.Core;
+using Leadership.V1;
+using LeaderSidecar.Tests.Surfaces;
+using Status = Leadership.V1.Status;
+
+namespace LeaderSidecar.Tests.EndToEnd;
+
+/// <summary>
+/// The gRPC surface, the metrics and the shutdown drain of real daemon processes, checked against
+/// the HTTP surface, the leader file and the lease file.
+/// </summary>
+public sealed class SurfacesTests : IAsyncDisposable
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private static readonly HttpClient Http = new() { Timeout = Deadline };
+    private readonly TempDirectory _dir = new();
+    private readonly List<DaemonProcess> _daemons = [];
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Watch_streams_of_two_daemons_show_one_leader_at_every_step_of_a_handover()
+    {
+        var socket = _dir.File("b.sock");
+        var a = await StartAsync("a", "--leader-file", _dir.File("a.leader"));
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        var b = await StartAsync("b", "--leader-file", _dir.File("b.leader"), "--grpc-address", $"unix:{socket}");
+        await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
+        Assert.Equal($"unix:{socket}", b.GrpcAddress);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
+
+        using var channelA = GrpcChannels.For(a.GrpcAddress);
+        using var channelB = GrpcChannels.For(b.GrpcAddress);
+        var clientA = new Leadership.V1.Leadership.LeadershipClient(channelA);
+        var clientB = new Leadership.V1.Leadership.LeadershipClient(channelB);
+        using var cts = new CancellationTokenSource(Deadline);
+        using var watchA = clientA.Watch(new WatchRequest(), cancellationToken: cts.Token);
+        using var watchB = clientB.Watch(new WatchRequest(), cancellationToken: cts.Token);
+        var timeline = new Timeline();
+        var readers = Task.WhenAll(timeline.ReadAsync("a", watchA.ResponseStream, cts.Token), timeline.ReadAsync("b", watchB.ResponseStream, cts.Token));
+        await Poll.UntilAsync(() => Task.FromResult(timeline.Latest("a")?.Role == Role.Leader && timeline.Latest("b")?.Role == Role.Follower), Deadline, "both streams' first status");
+
+        var resigned = await clientA.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMinutes(1)) }, cancellationToken: cts.Token);
+        Assert.NotEqual(Role.Leader, resigned.Status.Role);
+        await Poll.UntilAsync(() => Task.FromResult(timeline.Latest("b")?.Role == Role.Leader), Deadline, "b leads");
+
+        Assert.Null(timeline.Violation);
+        var leader = timeline.Latest("b")!;
+        Assert.Equal(1, leader.Term);
+        Assert.Equal(Role.Follower, timeline.Latest("a")!.Role);
+        Assert.Equal("b", timeline.Latest("a")!.Holder);
+
+        // Every surface of both daemons agrees with the streams.
+        var status = await clientB.GetStatusAsync(new GetStatusRequest(), cancellationToken: cts.Token);
+        Assert.Equal((Role.Leader, 1L), (status.Role, status.Term));
+        var (codeB, bodyB) = await b.GetAsync("/leader");
+        Assert.Equal((HttpStatusCode.OK, "LEADER", 1L), (codeB, bodyB.GetProperty("role").GetString(), bodyB.GetProperty("term").GetInt64()));
+        var (codeA, _) = await a.GetAsync("/leader");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, codeA);
+        Assert.False(File.Exists(_dir.File("a.leader")));
+        using (var flag = JsonDocument.Parse(await File.ReadAllTextAsync(_dir.File("b.leader"))))
+        {
+            Assert.Equal(1, flag.RootElement.GetProperty("term").GetInt64());
+        }
+
+        Assert.Contains("leader_election_master_status{name=\"e2e\"} 1\n", await MetricsAsync(b), StringComparison.Ordinal);
+        Assert.Contains("leader_sidecar_holder_info{name=\"e2e\",identity=\"b\",holder=\"b\"} 1\n", await MetricsAsync(b), StringComparison.Ordinal);
+        Assert.Contains("leader_election_master_status{name=\"e2e\"} 0\n", await MetricsAsync(a), StringComparison.Ordinal);
+        Assert.Contains("leader_sidecar_grpc_watch_streams{name=\"e2e\"} 1\n", await MetricsAsync(a), StringComparison.Ordinal);
+
+        await cts.CancelAsync();
+        await readers;
+    }
+
+    [Fact]
+    public async Task On_sigterm_every_surface_steps_down_then_the_app_confirms_then_the_lease_is_released()
+    {
+        var leaderFile = _dir.File("a.leader");
+        var a = await StartAsync("a", "--leader-file", leaderFile, "--drain-timeout", "1m");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        using var channel = GrpcChannels.For(a.GrpcAddress);
+        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+        using var cts = new CancellationTokenSource(Deadline);
+        using var watch = client.Watch(new WatchRequest(), cancellationToken: cts.Token);
+        Assert.True(await watch.ResponseStream.MoveNext(cts.Token));
+        Assert.Equal(Role.Leader, watch.ResponseStream.Current.Role);
+        Assert.True(File.Exists(leaderFile));
+
+        a.Terminate();
+
+        var steppedDown = await NextAsync(watch.ResponseStream, s => s.Role != Role.Leader, cts.Token);
+        Assert.True(steppedDown.Draining);
+        Assert.Equal("a", steppedDown.Holder);
+        // The app has been told and the file is gone, but the lease is still held: it waits for the app.
+        Assert.False(File.Exists(leaderFile));
+        Assert.Equal("a", LeaseHolder());
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await a.GetAsync("/leader")).Code);
+
+        var confirmed = await client.ConfirmStoppedAsync(new ConfirmStoppedRequest(), cancellationToken: cts.Token);
+        Assert.True(confirmed.DrainEnded);
+
+        // The stream gets the released state, then ends; the process exits cleanly.
+        var released = await NextAsync(watch.ResponseStream, s => s.Holder == "", cts.Token);
+        Assert.NotEqual(Role.Leader, released.Role);
+        Assert.False(await watch.ResponseStream.MoveNext(cts.Token));
+        Assert.Equal(0, await a.WaitForExitAsync(Deadline));
+        Assert.Equal("", LeaseHolder());
+        Assert.Contains("the app confirmed it stopped", a.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_drain_ends_when_no_app_watches_any_more()
+    {
+        var a = await StartAsync("a", "--drain-timeout", "1m");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        using var channel = GrpcChannels.For(a.GrpcAddress);
+        using var cts = new CancellationTokenSource(Deadline);
+        var watch = new Leadership.V1.Leadership.LeadershipClient(channel).Watch(new WatchRequest(), cancellationToken: cts.Token);
+        Assert.True(await watch.ResponseStream.MoveNext(cts.Token));
+
+        a.Terminate();
+        await NextAsync(watch.ResponseStream, s => s.Role != Role.Leader, cts.Token);
+        Assert.Equal("a", LeaseHolder());
+        watch.Dispose();
+
+        // Well before the one-minute drain timeout. (The stream may close before the drain even
+        // starts waiting; either way nobody is left to confirm.)
+        Assert.Equal(0, await a.WaitForExitAsync(Deadline));
+        Assert.Equal("", LeaseHolder());
+        Assert.DoesNotContain("the drain timeout passed", a.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_grpc_port_in_use_gives_one_line_and_exit_code_2()
+    {
+        using var squatter = new TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        var port = ((IPEndPoint)squatter.LocalEndpoint).Port;
+
+        var (code, _, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "x", "--lease-dir", _dir.Path, "--http-address", "127.0.0.1:0", "--grpc-address", $"127.0.0.1:{port}", "--log-level", "error");
+
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"cannot listen on 127.0.0.1:{port} (--grpc-address)", line, StringComparison.Ordinal);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var daemon in _daemons)
+        {
+            await daemon.DisposeAsync();
+        }
+
+        _dir.Dispose();
+    }
+
+    private static async Task<Status> NextAsync(IAsyncStreamReader<Status> stream, Func<Status, bool> wanted, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Assert.True(await stream.MoveNext(cancellationToken), "the stream ended early");
+            if (wanted(stream.Current))
+            {
+                return stream.Current;
+            }
+        }
+    }
+
+    private static Task<string> MetricsAsync(DaemonProcess daemon) => Http.GetStringAsync(new Uri(daemon.BaseAddress, "/metrics"));
+
+    private string LeaseHolder()
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(_dir.File("default_e2e.json")));
+        return document.RootElement.GetProperty("spec").GetProperty("holderIdentity").GetString()!;
+    }
+
+    private async Task<DaemonProcess> StartAsync(string identity, params string[] extra)
+    {
+        var daemon = await DaemonProcess.StartAsync(["--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", identity, .. extra]);
+        _daemons.Add(daemon);
+        return daemon;
+    }
+
+    /// <summary>The statuses of several streams in the order they arrived, and whether two ever led at once.</summary>
+    private sealed class Timeline
+    {
+        private readonly Lock _gate = new();
+        private readonly Dictionary<string, Status> _latest = [];
+
+        public string? Violation { get; private set; }
+
+        public Status? Latest(string daemon)
+        {
+            lock (_gate)
+            {
+                return _latest.GetValueOrDefault(daemon);
+            }
+        }
+
+        public async Task ReadAsync(string daemon, IAsyncStreamReader<Status> stream, CancellationToken cancellationToken)
+        {
+            try
+            {
+                while (await stream.MoveNext(cancellationToken))
+                {
+                    lock (_gate)
+                    {
+                        _latest[daemon] = stream.Current;
+                        var leaders = _latest.Where(p => p.Value.Role == Role.Leader).Select(p => p.Key).ToList();
+                        if (leaders.Count > 1)
+                        {
+                            Violation ??= $"both {string.Join(" and ", leaders)} lead";
+                        }
+                    }
+                }
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+            }
+        }
+    }
+}
