@@ -130,6 +130,13 @@ public sealed partial class LeaderElector : IDisposable
     public Task ResignAsync(TimeSpan holdOff, CancellationToken cancellationToken) =>
         SendResignAsync(holdOff, stop: false, cancellationToken);
 
+    /// <summary>
+    /// Steps down, awaits <paramref name="beforeRelease"/> (for example, until every watcher has
+    /// been told), releases the lease, then does not campaign for <paramref name="holdOff"/>.
+    /// </summary>
+    public Task ResignAsync(TimeSpan holdOff, Func<CancellationToken, Task> beforeRelease, CancellationToken cancellationToken) =>
+        SendResignAsync(holdOff, stop: false, cancellationToken, beforeRelease);
+
     /// <summary>Steps down, releases the lease and ends <see cref="RunAsync"/>.</summary>
     public Task StopAsync(CancellationToken cancellationToken) =>
         SendResignAsync(Timeout.InfiniteTimeSpan, stop: true, cancellationToken);
@@ -185,6 +192,7 @@ public sealed partial class LeaderElector : IDisposable
 
     private async Task LoopAsync(CancellationToken ct)
     {
+        Volatile.Write(ref _busySince, Math.Max(1, _time.GetTimestamp()));
         PublishView();
         while (true)
         {

@@ -36,7 +36,9 @@ internal static partial class Daemon
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
-            Args = [],
+            // Configuration comes from our flags only. Without this the host watches appsettings
+            // files with inotify, and a host out of inotify instances would fail the start.
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
             ApplicationName = "leader-sidecar",
             ContentRootPath = AppContext.BaseDirectory,
         });

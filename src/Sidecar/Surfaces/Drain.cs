@@ -18,6 +18,9 @@ namespace LeaderSidecar.Surfaces;
 /// </remarks>
 internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, WatchStreams streams, TimeProvider time, ILogger<Drain> logger) : IDisposable
 {
+    /// <summary>How long the release waits for a <c>Watch</c> stream that does not take the step-down.</summary>
+    public static readonly TimeSpan StepDownDeliveryTimeout = TimeSpan.FromSeconds(1);
+
     private readonly TaskCompletionSource _confirmed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _closing = new();
     private volatile bool _draining;
@@ -44,9 +47,15 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
         var status = state.Current;
-        if (timeout <= TimeSpan.Zero || status.Holder != status.Identity)
+        if (status.Holder != status.Identity)
         {
-            // No drain configured, or this replica does not hold the lease: nothing to hand over.
+            // This replica does not hold the lease: nothing to hand over.
+            return;
+        }
+
+        await DeliverStepDownAsync(status.Revision, cancellationToken);
+        if (timeout <= TimeSpan.Zero)
+        {
             return;
         }
 
@@ -61,13 +70,39 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
         using var deadline = new CancellationTokenSource(timeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
         var expired = Task.Delay(System.Threading.Timeout.InfiniteTimeSpan, time, linked.Token);
-        var ended = await Task.WhenAny(_confirmed.Task, streams.WhenNone, expired);
+        var ended = await Task.WhenAny(_confirmed.Task, streams.WhenNoneAsync(linked.Token), expired);
         await linked.CancelAsync();
         cancellationToken.ThrowIfCancellationRequested();
         var reason = ended == _confirmed.Task ? "the app confirmed it stopped"
             : ended == expired ? "the drain timeout passed"
             : "no app is watching any more";
         LogDrained(logger, reason);
+    }
+
+    /// <summary>
+    /// Waits until every <c>Watch</c> stream has the current, stepped-down status on the wire (at
+    /// most <see cref="StepDownDeliveryTimeout"/>); a <c>Resign</c> awaits it before its release.
+    /// </summary>
+    public Task DeliverStepDownAsync(CancellationToken cancellationToken) =>
+        DeliverStepDownAsync(state.Current.Revision, cancellationToken);
+
+    /// <summary>
+    /// Even without a drain, every <c>Watch</c> stream gets the step-down onto the wire before the
+    /// release lets another replica lead, so an app watching several replicas never sees two
+    /// leaders at once. A client that does not read can hold this up only briefly.
+    /// </summary>
+    private async Task DeliverStepDownAsync(long revision, CancellationToken cancellationToken)
+    {
+        using var deadline = new CancellationTokenSource(StepDownDeliveryTimeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
+        try
+        {
+            await streams.WhenDeliveredAsync(revision, linked.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            LogStepDownUndelivered(logger, StepDownDeliveryTimeout.TotalMilliseconds);
+        }
     }
 
     /// <summary>Ends open streams and long polls; called once the lease is released.</summary>
@@ -82,6 +117,10 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     [LoggerMessage(EventId = 501, EventName = "Drained", Level = LogLevel.Information,
         Message = "Drain ended: {Reason}; releasing the lease")]
     private static partial void LogDrained(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 503, EventName = "StepDownUndelivered", Level = LogLevel.Warning,
+        Message = "A watch stream did not take the step-down within {TimeoutMs} ms (its client does not read); releasing anyway")]
+    private static partial void LogStepDownUndelivered(ILogger logger, double timeoutMs);
 
     [LoggerMessage(EventId = 502, EventName = "NobodyWatching", Level = LogLevel.Information,
         Message = "Stepped down; no app watches over gRPC, so the lease is released without waiting")]

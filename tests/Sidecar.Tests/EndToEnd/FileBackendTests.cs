@@ -100,6 +100,33 @@ public sealed class FileBackendTests : IAsyncDisposable
         await Poll.UntilAsync(() => Task.FromResult(File.Exists(fileB)), Deadline, "b's leader file appears");
     }
 
+    [Fact]
+    public async Task The_leader_file_is_replaced_atomically_on_every_renew()
+    {
+        var file = _dir.File("leader");
+        var a = await StartOneAsync("a", "--leader-file", file, "--lease-duration", "2s", "--renew-deadline", "1s", "--retry-period", "100ms");
+        await DaemonProcess.SingleLeaderAsync([a]);
+
+        // Read as fast as possible across many renews: every read sees a whole JSON status.
+        var revisions = new HashSet<long>();
+        var reads = 0;
+        await Poll.UntilAsync(
+            async () =>
+            {
+                for (var i = 0; i < 50; i++, reads++)
+                {
+                    using var status = JsonDocument.Parse(await File.ReadAllBytesAsync(file));
+                    Assert.Equal("LEADER", status.RootElement.GetProperty("role").GetString());
+                    revisions.Add(status.RootElement.GetProperty("revision").GetInt64());
+                }
+
+                return revisions.Count >= 5;
+            },
+            Deadline,
+            "five renews seen in the leader file");
+        Assert.True(reads >= 250);
+    }
+
     [Theory]
     [InlineData("unknown flag --bogus", "--lease-name", "x", "--bogus")]
     [InlineData("missing --lease-name")]

@@ -33,45 +33,64 @@ public sealed class SurfacesTests : IAsyncDisposable
 
         using var channelA = GrpcChannels.For(a.GrpcAddress);
         using var channelB = GrpcChannels.For(b.GrpcAddress);
-        var clientA = new Leadership.V1.Leadership.LeadershipClient(channelA);
         var clientB = new Leadership.V1.Leadership.LeadershipClient(channelB);
         using var cts = new CancellationTokenSource(Deadline);
-        using var watchA = clientA.Watch(new WatchRequest(), cancellationToken: cts.Token);
+        using var watchA = new Leadership.V1.Leadership.LeadershipClient(channelA).Watch(new WatchRequest(), cancellationToken: cts.Token);
         using var watchB = clientB.Watch(new WatchRequest(), cancellationToken: cts.Token);
         var timeline = new Timeline();
         var readers = Task.WhenAll(timeline.ReadAsync("a", watchA.ResponseStream, cts.Token), timeline.ReadAsync("b", watchB.ResponseStream, cts.Token));
         await Poll.UntilAsync(() => Task.FromResult(timeline.Latest("a")?.Role == Role.Leader && timeline.Latest("b")?.Role == Role.Follower), Deadline, "both streams' first status");
 
-        var resigned = await clientA.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMinutes(1)) }, cancellationToken: cts.Token);
-        Assert.NotEqual(Role.Leader, resigned.Status.Role);
+        // A rolling update: the leader's pod is terminated.
+        a.Terminate();
         await Poll.UntilAsync(() => Task.FromResult(timeline.Latest("b")?.Role == Role.Leader), Deadline, "b leads");
+        Assert.Equal(0, await a.WaitForExitAsync(Deadline));
 
         Assert.Null(timeline.Violation);
+        Assert.NotEqual(Role.Leader, timeline.Latest("a")!.Role);
+        Assert.False(File.Exists(_dir.File("a.leader")));
+
+        // Every surface of the new leader agrees with its stream.
         var leader = timeline.Latest("b")!;
         Assert.Equal(1, leader.Term);
-        Assert.Equal(Role.Follower, timeline.Latest("a")!.Role);
-        Assert.Equal("b", timeline.Latest("a")!.Holder);
-
-        // Every surface of both daemons agrees with the streams.
         var status = await clientB.GetStatusAsync(new GetStatusRequest(), cancellationToken: cts.Token);
-        Assert.Equal((Role.Leader, 1L), (status.Role, status.Term));
-        var (codeB, bodyB) = await b.GetAsync("/leader");
-        Assert.Equal((HttpStatusCode.OK, "LEADER", 1L), (codeB, bodyB.GetProperty("role").GetString(), bodyB.GetProperty("term").GetInt64()));
-        var (codeA, _) = await a.GetAsync("/leader");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, codeA);
-        Assert.False(File.Exists(_dir.File("a.leader")));
+        Assert.Equal((Role.Leader, 1L, leader.Revision), (status.Role, status.Term, status.Revision));
+        var (code, body) = await b.GetAsync("/leader");
+        Assert.Equal((HttpStatusCode.OK, "LEADER", 1L, leader.Revision), (code, body.GetProperty("role").GetString(), body.GetProperty("term").GetInt64(), body.GetProperty("revision").GetInt64()));
         using (var flag = JsonDocument.Parse(await File.ReadAllTextAsync(_dir.File("b.leader"))))
         {
             Assert.Equal(1, flag.RootElement.GetProperty("term").GetInt64());
         }
 
-        Assert.Contains("leader_election_master_status{name=\"e2e\"} 1\n", await MetricsAsync(b), StringComparison.Ordinal);
-        Assert.Contains("leader_sidecar_holder_info{name=\"e2e\",identity=\"b\",holder=\"b\"} 1\n", await MetricsAsync(b), StringComparison.Ordinal);
-        Assert.Contains("leader_election_master_status{name=\"e2e\"} 0\n", await MetricsAsync(a), StringComparison.Ordinal);
-        Assert.Contains("leader_sidecar_grpc_watch_streams{name=\"e2e\"} 1\n", await MetricsAsync(a), StringComparison.Ordinal);
+        var metrics = await MetricsAsync(b);
+        Assert.Contains("leader_election_master_status{name=\"e2e\"} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("leader_sidecar_holder_info{name=\"e2e\",identity=\"b\",holder=\"b\"} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("leader_sidecar_grpc_watch_streams{name=\"e2e\"} 1\n", metrics, StringComparison.Ordinal);
 
         await cts.CancelAsync();
         await readers;
+    }
+
+    [Fact]
+    public async Task Resign_hands_leadership_to_another_replica_and_holds_off()
+    {
+        var a = await StartAsync("a");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        var b = await StartAsync("b");
+        await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
+        using var channel = GrpcChannels.For(a.GrpcAddress);
+        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+
+        var resigned = await client.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMinutes(1)) });
+
+        Assert.NotEqual(Role.Leader, resigned.Status.Role);
+        await Poll.UntilAsync(async () => await b.RoleAsync() == "LEADER", Deadline, "b leads");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "FOLLOWER", Deadline, "a follows b");
+        var status = await client.GetStatusAsync(new GetStatusRequest());
+        Assert.Equal(("b", 1L), (status.Holder, status.Term));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await a.GetAsync("/leader")).Code);
+        Assert.Contains("leader_election_master_status{name=\"e2e\"} 0\n", await MetricsAsync(a), StringComparison.Ordinal);
+        Assert.Contains("leader_sidecar_role_changes_total{name=\"e2e\",role=\"leader\"} 1\n", await MetricsAsync(a), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -49,7 +49,8 @@ internal sealed class SurfaceHost : IAsyncDisposable
 
     public static async Task<SurfaceHost> StartAsync(string? unixSocket = null)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        // As the daemon does: no inotify instances (a small per-user limit) spent on appsettings.json.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         ListenOptions? http = null;
         ListenOptions? grpc = null;

@@ -39,6 +39,7 @@ internal sealed class LeadershipService(
             {
                 await responseStream.WriteAsync(StatusMessage.From(status, drain.Draining, time), ends.Token);
                 sent = status.Revision;
+                open.Wrote(sent);
             }
         }
         catch (OperationCanceledException) when (drain.Closing.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -82,7 +83,7 @@ internal sealed class LeadershipService(
             throw new RpcException(new RpcStatus(StatusCode.FailedPrecondition, "the sidecar is shutting down and releases the lease anyway"));
         }
 
-        await elector.ResignAsync(holdOff, context.CancellationToken);
+        await elector.ResignAsync(holdOff, drain.DeliverStepDownAsync, context.CancellationToken);
         return new ResignResponse { Status = StatusMessage.From(state.Current, drain.Draining, time) };
     }
 

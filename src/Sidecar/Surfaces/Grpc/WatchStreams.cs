@@ -1,14 +1,15 @@
 namespace LeaderSidecar.Surfaces.Grpc;
 
 /// <summary>
-/// Counts the open <c>Watch</c> streams: a metric, and the drain's sign that no app is listening
-/// any more.
+/// The open <c>Watch</c> streams and the newest revision each has written: a metric, the drain's
+/// sign that no app is listening any more, and the way shutdown makes sure every stream has
+/// carried the step-down before the lease is released.
 /// </summary>
 internal sealed class WatchStreams
 {
     private readonly Lock _gate = new();
-    private int _count;
-    private TaskCompletionSource _none = Completed();
+    private readonly HashSet<Stream> _open = [];
+    private TaskCompletionSource _changed = NewSignal();
 
     /// <summary>Open streams now.</summary>
     public int Count
@@ -17,64 +18,97 @@ internal sealed class WatchStreams
         {
             lock (_gate)
             {
-                return _count;
+                return _open.Count;
             }
         }
     }
 
     /// <summary>Completes when no stream is open (at once if none is).</summary>
-    public Task WhenNone
+    public async Task WhenNoneAsync(CancellationToken cancellationToken)
     {
-        get
+        while (true)
         {
+            Task changed;
             lock (_gate)
             {
-                return _none.Task;
+                if (_open.Count == 0)
+                {
+                    return;
+                }
+
+                changed = _changed.Task;
             }
+
+            await changed.WaitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Completes when every open stream has written <paramref name="revision"/> or a newer status, or has closed.</summary>
+    public async Task WhenDeliveredAsync(long revision, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task changed;
+            lock (_gate)
+            {
+                if (_open.All(s => s.Delivered >= revision))
+                {
+                    return;
+                }
+
+                changed = _changed.Task;
+            }
+
+            await changed.WaitAsync(cancellationToken);
         }
     }
 
     /// <summary>Counts one stream until the returned handle is disposed.</summary>
-    public IDisposable Open()
+    public Stream Open()
     {
+        var stream = new Stream(this);
         lock (_gate)
         {
-            if (_count++ == 0)
-            {
-                _none = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
+            _open.Add(stream);
+            Signal();
         }
 
-        return new Handle(this);
+        return stream;
     }
 
-    private void Close()
+    private void Signal()
     {
-        lock (_gate)
+        var changed = _changed;
+        _changed = NewSignal();
+        changed.SetResult();
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>One open stream.</summary>
+    internal sealed class Stream(WatchStreams owner) : IDisposable
+    {
+        /// <summary>The newest revision written to this stream.</summary>
+        public long Delivered { get; private set; }
+
+        /// <summary>Records that the status with <paramref name="revision"/> was written.</summary>
+        public void Wrote(long revision)
         {
-            if (--_count == 0)
+            lock (owner._gate)
             {
-                _none.TrySetResult();
+                Delivered = revision;
+                owner.Signal();
             }
         }
-    }
-
-    private static TaskCompletionSource Completed()
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        done.SetResult();
-        return done;
-    }
-
-    private sealed class Handle(WatchStreams owner) : IDisposable
-    {
-        private int _disposed;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            lock (owner._gate)
             {
-                owner.Close();
+                if (owner._open.Remove(this))
+                {
+                    owner.Signal();
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ using Grpc.Health.V1;
 using Leadership.V1;
 using LeaderSidecar.Tests.EndToEnd;
 using ElectionRole = LeaderSidecar.Election.Role;
+using HealthClient = Grpc.Health.V1.Health.HealthClient;
 using ServingStatus = Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus;
 using Status = Leadership.V1.Status;
 
@@ -173,7 +174,7 @@ public sealed class LeadershipServiceTests : IAsyncLifetime
     public async Task Health_reports_liveness_and_readiness()
     {
         using var channel = _host.Channel();
-        var health = new Health.HealthClient(channel);
+        var health = new HealthClient(channel);
         using var cts = new CancellationTokenSource(Deadline);
 
         Assert.Equal(ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest { Service = "" })).Status);
