@@ -118,23 +118,66 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 
     /// <summary>
     /// Waits until exactly one of <paramref name="daemons"/> reports LEADER and all others FOLLOWER,
-    /// failing at once if two ever claim leadership together.
+    /// failing at once on a proven overlap.
     /// </summary>
+    /// <remarks>
+    /// Answers of different processes are taken at different instants, so two LEADER answers in one
+    /// sweep may only be a hand-over seen mid-way. Each poll therefore asks every daemon twice, one
+    /// after the other; when a daemon answers LEADER with one term both times and another daemon's
+    /// LEADER answer was taken in between, both claimed at that instant: a real overlap.
+    /// </remarks>
     public static async Task<DaemonProcess> SingleLeaderAsync(IReadOnlyList<DaemonProcess> daemons)
     {
         DaemonProcess? leader = null;
         await Poll.UntilAsync(
             async () =>
             {
-                var roles = await Task.WhenAll(daemons.Select(d => d.RoleAsync()));
-                var leaders = daemons.Where((_, i) => roles[i] == "LEADER").ToList();
-                Assert.True(leaders.Count <= 1, "two daemons claim leadership at once");
-                leader = leaders.SingleOrDefault();
-                return leader is not null && roles.Count(r => r == "FOLLOWER") == daemons.Count - 1;
+                var sweeps = new List<(int Daemon, string? Role, long? Term)>();
+                for (var pass = 0; pass < 2; pass++)
+                {
+                    for (var i = 0; i < daemons.Count; i++)
+                    {
+                        var (role, term) = await daemons[i].RoleAndTermAsync();
+                        sweeps.Add((i, role, term));
+                    }
+                }
+
+                for (var first = 0; first < sweeps.Count; first++)
+                {
+                    var a = sweeps[first];
+                    var again = sweeps.FindIndex(first + 1, s => s.Daemon == a.Daemon);
+                    if (a.Role != "LEADER" || again < 0 || sweeps[again].Role != "LEADER" || sweeps[again].Term != a.Term)
+                    {
+                        continue;
+                    }
+
+                    var between = sweeps.Skip(first + 1).Take(again - first - 1).FirstOrDefault(s => s.Role == "LEADER");
+                    Assert.True(between.Role is null, $"daemons {a.Daemon} and {between.Daemon} both claimed leadership at once");
+                }
+
+                var last = sweeps.TakeLast(daemons.Count).ToList();
+                var leaders = last.Where(s => s.Role == "LEADER").ToList();
+                leader = leaders.Count == 1 ? daemons[leaders[0].Daemon] : null;
+                return leader is not null && last.Count(s => s.Role == "FOLLOWER") == daemons.Count - 1;
             },
             TimeSpan.FromSeconds(30),
             "exactly one leader");
         return leader!;
+    }
+
+    /// <summary>The role and term this daemon reports on <c>/status</c>; a null role when it does not answer.</summary>
+    public async Task<(string? Role, long? Term)> RoleAndTermAsync()
+    {
+        try
+        {
+            var (_, body) = await GetAsync("/status");
+            var term = body.GetProperty("term");
+            return (body.GetProperty("role").GetString(), term.ValueKind == JsonValueKind.Number ? term.GetInt64() : null);
+        }
+        catch (HttpRequestException)
+        {
+            return (null, null);
+        }
     }
 
     /// <summary>Sends SIGTERM, as the kubelet does at pod termination.</summary>

@@ -23,8 +23,11 @@ public sealed class SurfacesTests : IAsyncDisposable
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Watch_streams_of_two_daemons_show_one_leader_at_every_step_of_a_handover()
     {
+        // The app on a confirms over gRPC when it has stopped leader work (--drain-timeout), so the
+        // lease is released only after a's stream was read: the one order a watcher of two
+        // independent connections can rely on. Without a drain the step-down is only sent first.
         var socket = _dir.File("b.sock");
-        var a = await StartAsync("a", "--leader-file", _dir.File("a.leader"));
+        var a = await StartAsync("a", "--leader-file", _dir.File("a.leader"), "--drain-timeout", "30s");
         await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
         var b = await StartAsync("b", "--leader-file", _dir.File("b.leader"), "--grpc-address", $"unix:{socket}");
         await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
@@ -33,12 +36,23 @@ public sealed class SurfacesTests : IAsyncDisposable
 
         using var channelA = GrpcChannels.For(a.GrpcAddress);
         using var channelB = GrpcChannels.For(b.GrpcAddress);
+        var clientA = new Leadership.V1.Leadership.LeadershipClient(channelA);
         var clientB = new Leadership.V1.Leadership.LeadershipClient(channelB);
         using var cts = new CancellationTokenSource(Deadline);
-        using var watchA = new Leadership.V1.Leadership.LeadershipClient(channelA).Watch(new WatchRequest(), cancellationToken: cts.Token);
+        using var watchA = clientA.Watch(new WatchRequest(), cancellationToken: cts.Token);
         using var watchB = clientB.Watch(new WatchRequest(), cancellationToken: cts.Token);
         var timeline = new Timeline();
-        var readers = Task.WhenAll(timeline.ReadAsync("a", watchA.ResponseStream, cts.Token), timeline.ReadAsync("b", watchB.ResponseStream, cts.Token));
+        var confirmed = false;
+        var readers = Task.WhenAll(
+            timeline.ReadAsync("a", watchA.ResponseStream, cts.Token, async s =>
+            {
+                if (s.Draining && s.Role != Role.Leader && !confirmed)
+                {
+                    confirmed = true;
+                    await clientA.ConfirmStoppedAsync(new ConfirmStoppedRequest(), cancellationToken: cts.Token);
+                }
+            }),
+            timeline.ReadAsync("b", watchB.ResponseStream, cts.Token));
         await Poll.UntilAsync(() => Task.FromResult(timeline.Latest("a")?.Role == Role.Leader && timeline.Latest("b")?.Role == Role.Follower), Deadline, "both streams' first status");
 
         // A rolling update: the leader's pod is terminated.
@@ -47,6 +61,7 @@ public sealed class SurfacesTests : IAsyncDisposable
         Assert.Equal(0, await a.WaitForExitAsync(Deadline));
 
         Assert.Null(timeline.Violation);
+        Assert.True(confirmed);
         Assert.NotEqual(Role.Leader, timeline.Latest("a")!.Role);
         Assert.False(File.Exists(_dir.File("a.leader")));
 
@@ -218,7 +233,8 @@ public sealed class SurfacesTests : IAsyncDisposable
             }
         }
 
-        public async Task ReadAsync(string daemon, IAsyncStreamReader<Status> stream, CancellationToken cancellationToken)
+        /// <summary>Records every status of one stream; <paramref name="onStatus"/> plays the app's reaction.</summary>
+        public async Task ReadAsync(string daemon, IAsyncStreamReader<Status> stream, CancellationToken cancellationToken, Func<Status, Task>? onStatus = null)
         {
             try
             {
@@ -232,6 +248,11 @@ public sealed class SurfacesTests : IAsyncDisposable
                         {
                             Violation ??= $"both {string.Join(" and ", leaders)} lead";
                         }
+                    }
+
+                    if (onStatus is not null)
+                    {
+                        await onStatus(stream.Current);
                     }
                 }
             }
