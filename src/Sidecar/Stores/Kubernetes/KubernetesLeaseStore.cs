@@ -421,7 +421,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
 
     private static string Shorten(string text) => text.Length <= 300 ? text : string.Concat(text.AsSpan(0, 300), "…");
 
-    [LoggerMessage(EventId = 500, EventName = "WatchExpired", Level = LogLevel.Information,
+    [LoggerMessage(EventId = 600, EventName = "WatchExpired", Level = LogLevel.Information,
         Message = "Lease watch from resourceVersion {ResourceVersion} is too old (410 Gone); re-listing")]
     private static partial void LogWatchExpired(ILogger logger, string resourceVersion);
 
