@@ -69,6 +69,28 @@ public sealed class LeaderElectorLoopTests : IDisposable
     }
 
     [Fact]
+    public async Task Resign_waits_for_its_hook_between_stepping_down_and_releasing()
+    {
+        var a = StartCandidates("a")[0];
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+        var during = ((LeadershipStatus?)null, (string?)null);
+
+        await a.Elector.ResignAsync(
+            TimeSpan.FromMinutes(1),
+            _ =>
+            {
+                during = (a.Status, _store.Lease!.Record.HolderIdentity);
+                return Task.CompletedTask;
+            },
+            CancellationToken.None);
+
+        Assert.False(during.Item1!.IsLeader);
+        Assert.Equal("a", during.Item2);
+        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
+        Assert.NotEqual(Role.Leader, a.Status.Role);
+    }
+
+    [Fact]
     public async Task A_resigned_leader_holds_off_and_then_campaigns_again()
     {
         var a = StartCandidates("a")[0];
