@@ -23,8 +23,6 @@ internal abstract record ParseResult
 /// </summary>
 internal static partial class CommandLine
 {
-    public const string ServiceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
     private static readonly Flag[] Flags =
     [
         new("lease-name", "NAME", "Name of the lease to compete for (required).", null,
@@ -234,7 +232,7 @@ internal static partial class CommandLine
     {
         try
         {
-            return NonEmpty(File.ReadAllText(ServiceAccountNamespaceFile).Trim());
+            return NonEmpty(File.ReadAllText(Path.Combine(Stores.Kubernetes.KubernetesConnection.ServiceAccountDirectory, "namespace")).Trim());
         }
         catch (IOException)
         {

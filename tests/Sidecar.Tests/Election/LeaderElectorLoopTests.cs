@@ -48,41 +48,23 @@ public sealed class LeaderElectorLoopTests : IDisposable
         Assert.Equal(1, followers.Single(c => c.Status.IsLeader).Status.Term);
     }
 
-    [Fact]
-    public async Task Stop_waits_for_the_drain_between_stepping_down_and_releasing()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Stop_and_resign_run_their_hook_between_stepping_down_and_releasing(bool resign)
     {
         var a = StartCandidates("a")[0];
         await Eventually.Holds(() => a.Status.IsLeader, "a leads");
         var during = ((LeadershipStatus?)null, (string?)null);
+        Task BeforeRelease(CancellationToken _)
+        {
+            during = (a.Status, _store.Lease!.Record.HolderIdentity);
+            return Task.CompletedTask;
+        }
 
-        await a.Elector.StopAsync(
-            _ =>
-            {
-                during = (a.Status, _store.Lease!.Record.HolderIdentity);
-                return Task.CompletedTask;
-            },
-            CancellationToken.None);
-
-        Assert.False(during.Item1!.IsLeader);
-        Assert.Equal("a", during.Item2);
-        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
-    }
-
-    [Fact]
-    public async Task Resign_waits_for_its_hook_between_stepping_down_and_releasing()
-    {
-        var a = StartCandidates("a")[0];
-        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
-        var during = ((LeadershipStatus?)null, (string?)null);
-
-        await a.Elector.ResignAsync(
-            TimeSpan.FromMinutes(1),
-            _ =>
-            {
-                during = (a.Status, _store.Lease!.Record.HolderIdentity);
-                return Task.CompletedTask;
-            },
-            CancellationToken.None);
+        await (resign
+            ? a.Elector.ResignAsync(TimeSpan.FromMinutes(1), BeforeRelease, CancellationToken.None)
+            : a.Elector.StopAsync(BeforeRelease, CancellationToken.None));
 
         Assert.False(during.Item1!.IsLeader);
         Assert.Equal("a", during.Item2);
