@@ -1,10 +1,10 @@
 using System.Text.Json;
 using LeaderSidecar.Configuration;
-using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using LeaderSidecar.Election;
 using LeaderSidecar.Surfaces.Health;
 using LeaderSidecar.Surfaces.Metrics;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace LeaderSidecar.Surfaces.Http;
 
