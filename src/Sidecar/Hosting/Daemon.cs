@@ -156,17 +156,17 @@ internal static partial class Daemon
 
         if (backend == BackendKind.Kubernetes)
         {
-            k8s.KubernetesClientConfiguration config;
+            ApiClient api;
             try
             {
-                config = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment);
+                api = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment);
             }
             catch (ArgumentException e)
             {
                 throw new StartupException(e.Message + (options.Kubeconfig is null ? " (in-cluster configuration)" : " (--kubeconfig)"));
             }
 
-            return services => new KubernetesLeaseStore(config, options.Namespace, options.LeaseName, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
+            return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
         }
 
         var store = new FileLeaseStore(options.LeaseDirectory, options.Namespace, options.LeaseName, time);

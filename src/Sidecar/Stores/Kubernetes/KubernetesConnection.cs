@@ -19,7 +19,7 @@ internal static class KubernetesConnection
 
     /// <summary>Reads a kubeconfig file (its current context).</summary>
     /// <exception cref="ArgumentException">The file is missing or invalid; the message names the problem.</exception>
-    public static KubernetesClientConfiguration FromKubeconfig(string path)
+    public static ApiClient FromKubeconfig(string path)
     {
         // KUBECONFIG may list several files; like kubectl we take the first that exists.
         var file = path.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault(File.Exists)
@@ -27,7 +27,7 @@ internal static class KubernetesConnection
         try
         {
             var config = KubernetesClientConfiguration.BuildConfigFromConfigFile(file);
-            return Prepare(config);
+            return Connect(config);
         }
         catch (Exception e) when (e is not ArgumentException)
         {
@@ -40,7 +40,7 @@ internal static class KubernetesConnection
     /// and its token, re-read whenever the kubelet rotates it.
     /// </summary>
     /// <exception cref="ArgumentException">Something is missing; the message names it.</exception>
-    public static KubernetesClientConfiguration InCluster(Func<string, string?> environment, string serviceAccountDirectory = ServiceAccountDirectory)
+    public static ApiClient InCluster(Func<string, string?> environment, string serviceAccountDirectory = ServiceAccountDirectory)
     {
         var host = environment("KUBERNETES_SERVICE_HOST");
         var port = environment("KUBERNETES_SERVICE_PORT");
@@ -67,7 +67,7 @@ internal static class KubernetesConnection
         }
 
         var hostPart = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
-        return Prepare(new KubernetesClientConfiguration
+        return Connect(new KubernetesClientConfiguration
         {
             Host = $"https://{hostPart}:{port}",
             SslCaCerts = ca,
@@ -75,12 +75,12 @@ internal static class KubernetesConnection
         });
     }
 
-    private static KubernetesClientConfiguration Prepare(KubernetesClientConfiguration config)
+    private static ApiClient Connect(KubernetesClientConfiguration config)
     {
         // Every request carries its own deadline (below the renew deadline); watches run for minutes.
         config.HttpClientTimeout = Timeout.InfiniteTimeSpan;
         config.UserAgent = $"leader-sidecar/{Configuration.CommandLine.Version}";
-        return config;
+        return ApiClient.Create(config);
     }
 }
 

@@ -1,11 +1,8 @@
-using System.Globalization;
 using System.Net;
+using System.Net.Http.Json;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using System.Text.Json.Serialization;
-using k8s;
-using k8s.Autorest;
-using k8s.Models;
+using System.Text.Json.Serialization.Metadata;
 using LeaderSidecar.Election;
 
 namespace LeaderSidecar.Stores.Kubernetes;
@@ -16,6 +13,7 @@ namespace LeaderSidecar.Stores.Kubernetes;
 /// first; create on 404. Followers watch the one Lease (<c>fieldSelector=metadata.name=NAME</c>,
 /// which an RBAC rule limited by <c>resourceNames</c> allows), resume from the last
 /// <c>resourceVersion</c> they saw, and re-list when the server says it is too old (410).
+/// The client library provides the connection (TLS, credentials); the requests are ours.
 /// </summary>
 internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
 {
@@ -28,28 +26,30 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     // long means a dead connection (a half-open TCP socket never errors by itself).
     private static readonly TimeSpan WatchIdleTimeout = TimeSpan.FromSeconds(90);
     private readonly TimeProvider _time;
-    private readonly k8s.Kubernetes _client;
+    private readonly ApiClient _api;
     private readonly string _namespace;
     private readonly string _name;
+    private readonly string _collection;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
 
     // Recently seen Lease objects by resourceVersion: an update sends back the whole object it read
     // (labels, annotations, owner references) with only the spec changed, as client-go does.
-    private readonly List<V1Lease> _seen = [];
+    private readonly List<LeaseObject> _seen = [];
 
     // Where the next watch resumes: the newest resourceVersion seen and the lease as of then.
     private string? _resumeVersion;
     private LeaseSnapshot? _resumeLease;
 
-    public KubernetesLeaseStore(KubernetesClientConfiguration config, string @namespace, string name, TimeProvider time, ILogger<KubernetesLeaseStore> logger)
+    public KubernetesLeaseStore(ApiClient api, string @namespace, string name, TimeProvider time, ILogger<KubernetesLeaseStore> logger)
     {
         _time = time;
-        _client = new k8s.Kubernetes(config);
+        _api = api;
         _namespace = @namespace;
         _name = name;
+        _collection = $"{_api.BaseUri.ToString().TrimEnd('/')}/apis/coordination.k8s.io/v1/namespaces/{@namespace}/leases";
         _logger = logger;
-        Description = $"kubernetes lease {@namespace}/{name} at {config.Host}";
+        Description = $"kubernetes lease {@namespace}/{name} at {api.BaseUri}";
     }
 
     public string Description { get; }
@@ -58,65 +58,49 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     {
         try
         {
-            var lease = await _client.CoordinationV1.ReadNamespacedLeaseAsync(_name, _namespace, cancellationToken: cancellationToken);
-            return Remember(lease);
+            return Remember(await SendAsync(HttpMethod.Get, $"{_collection}/{_name}", null, LeaseJsonContext.Default.LeaseObject, cancellationToken));
         }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        catch (LeaseStoreException e) when (e.Reason == LeaseStoreFailure.NotFound)
         {
             return null;
-        }
-        catch (Exception e) when (Failure(e, cancellationToken) is { } failure)
-        {
-            throw failure;
         }
     }
 
     public async Task<LeaseSnapshot> CreateAsync(LeaseRecord record, CancellationToken cancellationToken)
     {
-        var lease = new V1Lease
+        var lease = new LeaseObject
         {
             ApiVersion = "coordination.k8s.io/v1",
             Kind = "Lease",
-            Metadata = new V1ObjectMeta { Name = _name, NamespaceProperty = _namespace },
-            Spec = ToSpec(record),
+            Metadata = new ObjectMetadata { Name = _name, Namespace = _namespace },
+            Spec = ToSpec(record, null),
         };
-        try
-        {
-            return Remember(await _client.CoordinationV1.CreateNamespacedLeaseAsync(lease, _namespace, cancellationToken: cancellationToken));
-        }
-        catch (Exception e) when (Failure(e, cancellationToken) is { } failure)
-        {
-            throw failure;
-        }
+        return Remember(await SendAsync(HttpMethod.Post, _collection, lease, LeaseJsonContext.Default.LeaseObject, cancellationToken));
     }
 
     public async Task<LeaseSnapshot> UpdateAsync(LeaseSnapshot current, LeaseRecord record, CancellationToken cancellationToken)
     {
-        V1Lease? seen;
+        LeaseObject? seen;
         lock (_gate)
         {
             seen = _seen.FindLast(l => l.Metadata?.ResourceVersion == current.Version);
         }
 
-        var lease = new V1Lease
+        var metadata = new ObjectMetadata { Name = _name, Namespace = _namespace, ResourceVersion = current.Version, Uid = current.Uid };
+        if (seen?.Metadata?.Other is { } other)
+        {
+            // managedFields stay out: omitted in an update, the server keeps them as they are.
+            metadata.Other = other.Where(p => p.Key != "managedFields").ToDictionary();
+        }
+
+        var lease = new LeaseObject
         {
             ApiVersion = "coordination.k8s.io/v1",
             Kind = "Lease",
-            // managedFields stay out: omitted in an update they are left as they are, and the AOT
-            // client cannot serialize their free-form fieldsV1.
-            Metadata = seen?.Metadata is { } metadata
-                ? metadata with { ManagedFields = null }
-                : new V1ObjectMeta { Name = _name, NamespaceProperty = _namespace, ResourceVersion = current.Version, Uid = current.Uid },
-            Spec = ToSpec(record),
+            Metadata = metadata,
+            Spec = ToSpec(record, seen?.Spec?.Other),
         };
-        try
-        {
-            return Remember(await _client.CoordinationV1.ReplaceNamespacedLeaseAsync(lease, _name, _namespace, cancellationToken: cancellationToken));
-        }
-        catch (Exception e) when (Failure(e, cancellationToken) is { } failure)
-        {
-            throw failure;
-        }
+        return Remember(await SendAsync(HttpMethod.Put, $"{_collection}/{_name}", lease, LeaseJsonContext.Default.LeaseObject, cancellationToken));
     }
 
     public async IAsyncEnumerable<LeaseSnapshot?> WatchAsync([EnumeratorCancellation] CancellationToken cancellationToken)
@@ -191,26 +175,67 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         }
     }
 
-    public void Dispose() => _client.Dispose();
+    public void Dispose() => _api.Dispose();
 
     private async Task<(string Version, LeaseSnapshot? Lease)> ListAsync(CancellationToken cancellationToken)
     {
+        var list = await SendAsync(HttpMethod.Get, $"{_collection}?fieldSelector={Uri.EscapeDataString($"metadata.name={_name}")}", null, LeaseJsonContext.Default.LeaseList, cancellationToken);
+        var lease = list.Items?.FirstOrDefault(l => l.Metadata?.Name == _name);
+        var snapshot = lease is null ? null : Remember(lease);
+        var version = list.Metadata?.ResourceVersion ?? "";
+        lock (_gate)
+        {
+            (_resumeVersion, _resumeLease) = (version, snapshot);
+        }
+
+        return (version, snapshot);
+    }
+
+    /// <summary>One request and its JSON answer; any failure becomes a <see cref="LeaseStoreException"/> with its reason.</summary>
+    private async Task<T> SendAsync<T>(HttpMethod method, string uri, LeaseObject? body, JsonTypeInfo<T> answer, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, uri);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body, LeaseJsonContext.Default.LeaseObject);
+        }
+
+        using var response = await SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
         try
         {
-            var list = await _client.CoordinationV1.ListNamespacedLeaseAsync(_namespace, fieldSelector: $"metadata.name={_name}", cancellationToken: cancellationToken);
-            var lease = list.Items.FirstOrDefault(l => l.Metadata?.Name == _name);
-            var snapshot = lease is null ? null : Remember(lease);
-            var version = list.Metadata?.ResourceVersion ?? "";
-            lock (_gate)
-            {
-                (_resumeVersion, _resumeLease) = (version, snapshot);
-            }
-
-            return (version, snapshot);
+            return await response.Content.ReadFromJsonAsync(answer, cancellationToken)
+                ?? throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{method} {uri}: empty answer");
         }
         catch (Exception e) when (Failure(e, cancellationToken) is { } failure)
         {
             throw failure;
+        }
+    }
+
+    /// <summary>Sends with the connection's credentials; a non-success answer other than 410 Gone throws with its reason.</summary>
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, HttpCompletionOption completion, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage? response = null;
+        try
+        {
+            await _api.AuthorizeAsync(request, cancellationToken);
+            response = await _api.Http.SendAsync(request, completion, cancellationToken);
+            if (!response.IsSuccessStatusCode && response.StatusCode != HttpStatusCode.Gone)
+            {
+                throw FromStatus(response.StatusCode, await response.Content.ReadAsStringAsync(cancellationToken));
+            }
+
+            return response;
+        }
+        catch (Exception e)
+        {
+            response?.Dispose();
+            if (Failure(e, cancellationToken) is { } failure)
+            {
+                throw failure;
+            }
+
+            throw;
         }
     }
 
@@ -223,41 +248,15 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             query += $"&resourceVersion={Uri.EscapeDataString(version)}";
         }
 
-        var baseUri = _client.BaseUri.ToString().TrimEnd('/');
-        using var request = new HttpRequestMessage(HttpMethod.Get, $"{baseUri}/apis/coordination.k8s.io/v1/namespaces/{_namespace}/leases?{query}");
-        HttpResponseMessage? response = null;
-        try
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{_collection}?{query}");
+        var response = await SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        if (response.StatusCode == HttpStatusCode.Gone)
         {
-            if (_client.Credentials is { } credentials)
-            {
-                await credentials.ProcessHttpRequestAsync(request, cancellationToken);
-            }
-
-            response = await _client.HttpClient.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-            if (response.StatusCode == HttpStatusCode.Gone)
-            {
-                response.Dispose();
-                return null;
-            }
-
-            if (!response.IsSuccessStatusCode)
-            {
-                var body = await response.Content.ReadAsStringAsync(cancellationToken);
-                throw FromStatus(response.StatusCode, body);
-            }
-
-            return response;
+            response.Dispose();
+            return null;
         }
-        catch (Exception e) when (e is not LeaseStoreException && Failure(e, cancellationToken) is { } failure)
-        {
-            response?.Dispose();
-            throw failure;
-        }
-        catch
-        {
-            response?.Dispose();
-            throw;
-        }
+
+        return response;
     }
 
     private async Task<string?> ReadLineAsync(StreamReader reader, CancellationToken cancellationToken)
@@ -283,41 +282,36 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         WatchEventDocument? document;
         try
         {
-            document = JsonSerializer.Deserialize(line, WatchJsonContext.Default.WatchEventDocument);
+            document = JsonSerializer.Deserialize(line, LeaseJsonContext.Default.WatchEventDocument);
+            switch (document?.Type)
+            {
+                case "ADDED" or "MODIFIED":
+                    var lease = document.Object.Deserialize(LeaseJsonContext.Default.LeaseObject)!;
+                    return new WatchChange(lease.Metadata?.ResourceVersion, Remember(lease), IsChange: true, Expired: false);
+                case "DELETED" or "BOOKMARK":
+                    var other = document.Object.Deserialize(LeaseJsonContext.Default.LeaseObject)!;
+                    var deleted = document.Type == "DELETED";
+                    return new WatchChange(other.Metadata?.ResourceVersion, null, IsChange: deleted, Expired: false);
+                case "ERROR":
+                    var status = document.Object.Deserialize(LeaseJsonContext.Default.StatusObject)!;
+                    if (status.Code == 410)
+                    {
+                        return new WatchChange(null, null, IsChange: false, Expired: true);
+                    }
+
+                    throw FromStatus((HttpStatusCode)(status.Code ?? 500), document.Object.GetRawText());
+                default:
+                    throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"unexpected watch event type \"{document?.Type}\"");
+            }
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException)
         {
             throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"malformed watch event: {e.Message}", e);
-        }
-
-        switch (document?.Type)
-        {
-            case "ADDED" or "MODIFIED":
-                var lease = KubernetesJson.Deserialize<V1Lease>(document.Object);
-                return new WatchChange(lease.Metadata?.ResourceVersion, Remember(lease), IsChange: true, Expired: false);
-            case "DELETED":
-                var deleted = KubernetesJson.Deserialize<V1Lease>(document.Object);
-                return new WatchChange(deleted.Metadata?.ResourceVersion, null, IsChange: true, Expired: false);
-            case "BOOKMARK":
-                var version = document.Object.TryGetProperty("metadata", out var metadata) && metadata.TryGetProperty("resourceVersion", out var rv)
-                    ? rv.GetString()
-                    : null;
-                return new WatchChange(version, null, IsChange: false, Expired: false);
-            case "ERROR":
-                var status = KubernetesJson.Deserialize<V1Status>(document.Object);
-                if (status.Code == 410)
-                {
-                    return new WatchChange(null, null, IsChange: false, Expired: true);
-                }
-
-                throw FromStatus((HttpStatusCode)(status.Code ?? 500), document.Object.GetRawText());
-            default:
-                throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"unexpected watch event type \"{document?.Type}\"");
         }
     }
 
     /// <summary>Maps a Lease object to a snapshot, remembering it for the next update.</summary>
-    private LeaseSnapshot Remember(V1Lease lease)
+    private LeaseSnapshot Remember(LeaseObject lease)
     {
         lock (_gate)
         {
@@ -328,52 +322,33 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             }
         }
 
-        var spec = lease.Spec ?? new V1LeaseSpec();
+        var spec = lease.Spec ?? new LeaseObjectSpec();
         var record = new LeaseRecord(
             spec.HolderIdentity ?? "",
             spec.LeaseDurationSeconds ?? 0,
-            ToOffset(spec.AcquireTime),
-            ToOffset(spec.RenewTime),
+            spec.AcquireTime,
+            spec.RenewTime,
             spec.LeaseTransitions ?? 0);
         return new LeaseSnapshot(record, lease.Metadata?.ResourceVersion ?? "", lease.Metadata?.Uid ?? "");
     }
 
-    private static V1LeaseSpec ToSpec(LeaseRecord record) => new()
+    /// <summary>The spec for <paramref name="record"/>, with the spec fields the election does not manage kept as they were.</summary>
+    private static LeaseObjectSpec ToSpec(LeaseRecord record, Dictionary<string, JsonElement>? other) => new()
     {
         HolderIdentity = record.HolderIdentity,
         LeaseDurationSeconds = record.LeaseDurationSeconds,
-        AcquireTime = ToMicroTime(record.AcquireTime),
-        RenewTime = ToMicroTime(record.RenewTime),
+        AcquireTime = record.AcquireTime,
+        RenewTime = record.RenewTime,
         LeaseTransitions = record.LeaseTransitions,
+        Other = other,
     };
-
-    private static DateTimeOffset? ToOffset(DateTime? time) =>
-        time is { } t ? new DateTimeOffset(DateTime.SpecifyKind(t, DateTimeKind.Utc)) : null;
-
-    private static DateTime? ToMicroTime(DateTimeOffset? time)
-    {
-        if (time is not { } t)
-        {
-            return null;
-        }
-
-        // The client writes a whole second without a fraction, which the API server's strict
-        // MicroTime parser (RFC 3339 with exactly six digits) rejects: nudge it by a microsecond.
-        var ticks = t.UtcTicks - (t.UtcTicks % 10);
-        if (ticks % TimeSpan.TicksPerSecond == 0)
-        {
-            ticks += 10;
-        }
-
-        return new DateTime(ticks, DateTimeKind.Utc);
-    }
 
     /// <summary>Turns a client exception into a <see cref="LeaseStoreException"/>; null lets cancellation through.</summary>
     private static LeaseStoreException? Failure(Exception e, CancellationToken cancellationToken) => e switch
     {
         OperationCanceledException when cancellationToken.IsCancellationRequested => null,
         LeaseStoreException => null,
-        HttpOperationException http => FromStatus(http.Response.StatusCode, http.Response.Content),
+        JsonException or NotSupportedException => new LeaseStoreException(LeaseStoreFailure.Invalid, $"unreadable answer: {e.Message}", e),
         HttpRequestException or IOException => new LeaseStoreException(LeaseStoreFailure.Unavailable, $"API server unreachable: {e.Message}", e),
         OperationCanceledException => new LeaseStoreException(LeaseStoreFailure.Timeout, "request timed out", e),
         _ => new LeaseStoreException(LeaseStoreFailure.Unavailable, $"{e.GetType().Name}: {e.Message}", e),
@@ -427,10 +402,3 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
 
     private readonly record struct WatchChange(string? Version, LeaseSnapshot? Lease, bool IsChange, bool Expired);
 }
-
-/// <summary>One line of a watch stream: <c>{"type": ..., "object": {...}}</c>.</summary>
-internal sealed record WatchEventDocument(string? Type, JsonElement Object);
-
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
-[JsonSerializable(typeof(WatchEventDocument))]
-internal sealed partial class WatchJsonContext : JsonSerializerContext;

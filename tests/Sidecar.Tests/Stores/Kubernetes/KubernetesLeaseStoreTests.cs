@@ -52,14 +52,16 @@ public sealed class KubernetesLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_whole_second_time_is_still_written_as_a_valid_micro_time()
+    public async Task A_whole_second_time_is_written_as_a_valid_micro_time()
     {
+        // The server's MicroTime parser wants exactly six fractional digits, even for ".000000".
         var store = Store("token-a");
-        var wholeSecond = new LeaseRecord("a", 15, Now, Now, 0);
+        var wholeSecond = new LeaseRecord("a", 15, Now, Now.AddTicks(1234567), 0);
 
         var created = await store.CreateAsync(wholeSecond, _ct);
 
-        Assert.Equal(Now.AddTicks(10), created.Record.RenewTime);
+        Assert.Equal(Now, created.Record.AcquireTime);
+        Assert.Equal(Now.AddTicks(1234560), created.Record.RenewTime);
     }
 
     [Fact]
