@@ -1,65 +1,119 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using Google.Protobuf.WellKnownTypes;
+using Leadership.V1;
+using LeaderSidecar.Tests.Surfaces;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>
-/// The apps under <c>examples/</c>, each attached to one of two real daemons that compete for one
-/// lease: only the leader's app works, and when the leader is terminated the other app takes over
-/// while the first one stops. A missing runtime or package fails the test, never skips it.
+/// The apps under <c>examples/</c>, each attached to one of three real daemons that compete for one
+/// lease, through three kinds of hand-over: the leader is terminated (its app is told, and with
+/// gRPC confirms the drain), the next one resigns (its app is told while the sidecar stays up),
+/// the next one is killed (its app's connection breaks with no last word). Only the leader's app
+/// may work at each step, and an app never works after it stood by until it leads again. A missing
+/// runtime or package fails the test, never skips it.
 /// </summary>
 public sealed partial class ExamplesTests : IAsyncDisposable
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private readonly TempDirectory _dir = new();
     private readonly List<DaemonProcess> _daemons = [];
-    private readonly List<ExampleProcess> _examples = [];
+    private readonly Dictionary<DaemonProcess, ExampleProcess> _examples = [];
 
     [Fact]
-    public Task The_shell_example_works_only_while_its_sidecar_leads() => HandOverAsync(Shell, grpc: false);
+    public Task The_shell_example_works_only_while_its_sidecar_leads() => HandOversAsync(Shell, grpc: false);
 
     [Fact]
-    public Task The_python_example_works_only_while_its_sidecar_leads() => HandOverAsync(Python(), grpc: true);
+    public Task The_python_example_works_only_while_its_sidecar_leads() => HandOversAsync(Python(), grpc: true);
 
     [Fact]
-    public Task The_node_example_works_only_while_its_sidecar_leads() => HandOverAsync(Node(), grpc: true);
+    public Task The_node_example_works_only_while_its_sidecar_leads() => HandOversAsync(Node(), grpc: true);
 
     /// <param name="start">Starts the example for a daemon, under a name.</param>
     /// <param name="grpc">The example follows Watch and confirms the drain; a shell loop cannot.</param>
-    private async Task HandOverAsync(Func<DaemonProcess, string, ExampleProcess> start, bool grpc)
+    private async Task HandOversAsync(Func<DaemonProcess, string, ExampleProcess> start, bool grpc)
     {
-        // b serves gRPC on a unix socket, so the gRPC examples are run with both kinds of address.
-        // The drain makes the hand-over wait until the old leader's app confirms it stopped.
-        var a = await StartDaemonAsync("a");
-        var b = await StartDaemonAsync("b", "--grpc-address", $"unix:{_dir.File("b.sock")}");
-        var first = await DaemonProcess.SingleLeaderAsync([a, b]);
-        var second = first == a ? b : a;
-        var firstId = first == a ? "a" : "b";
-        var leading = Attach(start, first, $"example on leader {firstId}");
-        var standing = Attach(start, second, "example on follower");
+        // b serves gRPC on a unix socket, so the gRPC examples run with both kinds of address.
+        var identities = new Dictionary<DaemonProcess, string>();
+        foreach (var (id, grpcAddress) in new[] { ("a", "127.0.0.1:0"), ("b", $"unix:{_dir.File("b.sock")}"), ("c", "127.0.0.1:0") })
+        {
+            identities[await StartDaemonAsync(id, "--grpc-address", grpcAddress)] = id;
+        }
 
-        await standing.WaitForAsync(l => l.Contains($"STANDBY role=FOLLOWER holder={firstId}"), Deadline, "the follower's example stands by");
-        await leading.WaitForAsync(l => l.Contains("LEADING term=0") && l.Count(x => x == "WORK term=0") >= 3, Deadline, "the leader's example works");
-        Assert.DoesNotContain(standing.Lines, l => l.StartsWith("WORK", StringComparison.Ordinal) || l.StartsWith("LEADING", StringComparison.Ordinal));
+        var first = await DaemonProcess.SingleLeaderAsync([.. identities.Keys]);
+        foreach (var (daemon, id) in identities)
+        {
+            _examples[daemon] = start(daemon, $"example on {id}");
+        }
+
+        var rest = identities.Keys.Where(d => d != first).ToList();
+        foreach (var daemon in rest)
+        {
+            await _examples[daemon].WaitForAsync(l => NeverWorked(daemon) && l.Contains($"STANDBY role=FOLLOWER holder={identities[first]}"), Deadline, "a follower's example stands by");
+        }
+
+        await WorksAsync(first, term: 0, rest);
 
         // A rolling update: the leader's pod is terminated.
         first.Terminate();
-        await standing.WaitForAsync(l => l.SkipWhile(x => x != "LEADING term=1").Count(x => x == "WORK term=1") >= 2, Deadline, "the other example takes over and works");
-        await leading.WaitForAsync(l => l.Skip(1).Any(IsStandby), Deadline, "the first example stands by");
+        var second = await DaemonProcess.SingleLeaderAsync(rest);
+        var third = rest.Single(d => d != second);
+        await WorksAsync(second, term: 1, [third]);
+        await StandsByAsync(first, term: 0);
         Assert.Equal(0, await first.WaitForExitAsync(Deadline));
         if (grpc)
         {
             Assert.Contains("the app confirmed it stopped", first.Output, StringComparison.Ordinal);
         }
 
-        // Both exit cleanly on SIGTERM; by then every line they printed has been read.
-        Assert.Equal(0, await leading.TerminateAsync(Deadline));
-        Assert.Equal(0, await standing.TerminateAsync(Deadline));
-        AssertWorkedOnlyWhileLeading(leading);
-        AssertWorkedOnlyWhileLeading(standing);
-        Assert.Equal("LEADING term=0", leading.Lines[0]);
-        Assert.DoesNotContain(leading.Lines.SkipWhile(l => !IsStandby(l)), l => l.StartsWith("WORK", StringComparison.Ordinal));
-        Assert.StartsWith("STANDBY role=FOLLOWER", standing.Lines[0], StringComparison.Ordinal);
+        // A step-down while the sidecar stays up: only the status tells the app.
+        await ResignAsync(second, holdOff: TimeSpan.FromSeconds(2));
+        Assert.Same(third, await DaemonProcess.SingleLeaderAsync([second, third]));
+        await _examples[second].WaitForAsync(l => l.SkipWhile(x => x != "LEADING term=1").Contains($"STANDBY role=FOLLOWER holder={identities[third]}"), Deadline, "the second example stands by");
+        await WorksAsync(third, term: 2, []);
+
+        // A crash: the leader dies without a word, so its app's stream or requests fail. Once the
+        // lease expires, the second (its hold-off over) leads again.
+        await third.KillAsync();
+        await StandsByAsync(third, term: 2);
+        await DaemonProcess.SingleLeaderAsync([second]);
+        await WorksAsync(second, term: 3, []);
+
+        // Every example exits cleanly on SIGTERM; by then every line it printed has been read.
+        foreach (var example in _examples.Values)
+        {
+            Assert.Equal(0, await example.TerminateAsync(Deadline));
+            AssertWorkedOnlyWhileLeading(example);
+        }
+
+        Assert.Equal("LEADING term=0", _examples[first].Lines[0]);
+    }
+
+    /// <summary>Waits until the example of a daemon that led under <paramref name="term"/> has stood by since.</summary>
+    private Task StandsByAsync(DaemonProcess daemon, long term) =>
+        _examples[daemon].WaitForAsync(l => l.SkipWhile(x => x != $"LEADING term={term}").Any(IsStandby), Deadline, $"the example that led under term {term} stands by");
+
+    private static async Task ResignAsync(DaemonProcess daemon, TimeSpan holdOff)
+    {
+        using var channel = GrpcChannels.For(daemon.GrpcAddress);
+        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+        await client.ResignAsync(new ResignRequest { HoldOff = Duration.FromTimeSpan(holdOff) }, deadline: DateTime.UtcNow.Add(Deadline));
+    }
+
+    /// <summary>Waits until the leader's example works under <paramref name="term"/>; the followers' examples, which never led, must not work meanwhile.</summary>
+    private Task WorksAsync(DaemonProcess leader, long term, IReadOnlyList<DaemonProcess> followers) =>
+        _examples[leader].WaitForAsync(
+            lines => followers.All(NeverWorked) && lines.SkipWhile(l => l != $"LEADING term={term}").Count(l => l == $"WORK term={term}") >= 2,
+            Deadline,
+            $"the leader's example works under term {term}");
+
+    /// <summary>Fails if the example of <paramref name="follower"/>, which never led, has worked.</summary>
+    private bool NeverWorked(DaemonProcess follower)
+    {
+        var example = _examples[follower];
+        Assert.False(example.Lines.Any(IsWork), $"an example works while its sidecar follows\n{example.Transcript}");
+        return true;
     }
 
     /// <summary>Every line is a transition or a unit of work, and work follows only a LEADING line with its term.</summary>
@@ -87,13 +141,15 @@ public sealed partial class ExamplesTests : IAsyncDisposable
 
     private static bool IsStandby(string line) => line.StartsWith("STANDBY", StringComparison.Ordinal);
 
+    private static bool IsWork(string line) => line.StartsWith("WORK", StringComparison.Ordinal);
+
     [GeneratedRegex(@"^(LEADING term=(?<leading>\d+)|WORK term=(?<work>\d+)|STANDBY (role=(LEADER|FOLLOWER|UNKNOWN) holder=\S*|sidecar unreachable|stream lost \(.+\)))$")]
     private static partial Regex OutputLine();
 
     private static ExampleProcess Shell(DaemonProcess daemon, string name)
     {
         Require("curl is missing; apt-get install curl (.ci/run does)", "/bin/sh", "-c", "command -v curl");
-        return ExampleProcess.Start(name, "/bin/sh", [Example("shell/leader-loop.sh")], new Dictionary<string, string>
+        return ExampleProcess.Start(name, "/bin/sh", [InRepository("examples/shell/leader-loop.sh")], new Dictionary<string, string>
         {
             ["LEADER_URL"] = daemon.BaseAddress.ToString().TrimEnd('/'),
         });
@@ -108,8 +164,8 @@ public sealed partial class ExamplesTests : IAsyncDisposable
         var generated = Directory.CreateDirectory(_dir.File("python")).FullName;
         Require(
             "protoc could not generate leadership_pb2; apt-get install protobuf-compiler libprotobuf-dev (.ci/run does)",
-            "protoc", $"-I{Example("../proto")}", $"--python_out={generated}", Example("../proto/leadership/v1/leadership.proto"));
-        return (daemon, name) => ExampleProcess.Start(name, python, [Example("python/leader_loop.py")], new Dictionary<string, string>
+            "protoc", $"-I{InRepository("proto")}", $"--python_out={generated}", InRepository("proto/leadership/v1/leadership.proto"));
+        return (daemon, name) => ExampleProcess.Start(name, python, [InRepository("examples/python/leader_loop.py")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),
             ["PYTHONPATH"] = generated,
@@ -120,9 +176,9 @@ public sealed partial class ExamplesTests : IAsyncDisposable
     {
         Require("node is missing; install Node.js 18 or newer (.ci/run does)", "node", "--version");
         Assert.True(
-            Directory.Exists(Example("node/node_modules/@grpc/grpc-js")) && Directory.Exists(Example("node/node_modules/@grpc/proto-loader")),
-            $"examples/node/node_modules is missing: run npm ci in {Example("node")} (.ci/run does)");
-        return (daemon, name) => ExampleProcess.Start(name, "node", [Example("node/leader-loop.js")], new Dictionary<string, string>
+            Directory.Exists(InRepository("examples/node/node_modules/@grpc/grpc-js")) && Directory.Exists(InRepository("examples/node/node_modules/@grpc/proto-loader")),
+            $"examples/node/node_modules is missing: run npm ci in {InRepository("examples/node")} (.ci/run does)");
+        return (daemon, name) => ExampleProcess.Start(name, "node", [InRepository("examples/node/leader-loop.js")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),
         });
@@ -155,7 +211,7 @@ public sealed partial class ExamplesTests : IAsyncDisposable
         }
     }
 
-    private static string Example(string path)
+    private static string InRepository(string path)
     {
         var root = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(root, "Sidecar.sln")))
@@ -163,26 +219,23 @@ public sealed partial class ExamplesTests : IAsyncDisposable
             root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("Sidecar.sln not found above the test binaries");
         }
 
-        return Path.GetFullPath(Path.Combine(root, "examples", path));
+        return Path.Combine(root, path);
     }
 
-    private ExampleProcess Attach(Func<DaemonProcess, string, ExampleProcess> start, DaemonProcess daemon, string name)
-    {
-        var example = start(daemon, name);
-        _examples.Add(example);
-        return example;
-    }
-
+    /// <summary>
+    /// A daemon on the shared lease, with a short lease so that a killed leader is replaced within
+    /// seconds, and a drain so that a terminated leader waits until its app confirms it stopped.
+    /// </summary>
     private async Task<DaemonProcess> StartDaemonAsync(string identity, params string[] extra)
     {
-        var daemon = await DaemonProcess.StartAsync(["--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", identity, "--drain-timeout", "20s", .. extra]);
+        var daemon = await DaemonProcess.StartAsync(["--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", identity, "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s", "--drain-timeout", "3s", .. extra]);
         _daemons.Add(daemon);
         return daemon;
     }
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var example in _examples)
+        foreach (var example in _examples.Values)
         {
             await example.DisposeAsync();
         }
