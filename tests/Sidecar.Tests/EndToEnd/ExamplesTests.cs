@@ -224,11 +224,12 @@ public sealed partial class ExamplesTests : IAsyncDisposable
 
     /// <summary>
     /// A daemon on the shared lease, with a short lease so that a killed leader is replaced within
-    /// seconds, and a drain so that a terminated leader waits until its app confirms it stopped.
+    /// seconds (yet a renew deadline that a loaded machine still meets), and a drain so that a
+    /// terminated leader waits until its app confirms it stopped.
     /// </summary>
     private async Task<DaemonProcess> StartDaemonAsync(string identity, params string[] extra)
     {
-        var daemon = await DaemonProcess.StartAsync(["--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", identity, "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s", "--drain-timeout", "3s", .. extra]);
+        var daemon = await DaemonProcess.StartAsync(["--lease-name", "e2e", "--lease-dir", _dir.Path, "--identity", identity, "--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "1s", "--drain-timeout", "3s", .. extra]);
         _daemons.Add(daemon);
         return daemon;
     }
