@@ -14,7 +14,7 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// may work at each step, and an app never works after it stood by until it leads again. A missing
 /// runtime or package fails the test, never skips it.
 /// </summary>
-public sealed partial class ExamplesTests : IAsyncDisposable
+public sealed partial class ExamplesTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private readonly TempDirectory _dir = new();
@@ -234,7 +234,11 @@ public sealed partial class ExamplesTests : IAsyncDisposable
         return daemon;
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    // IAsyncLifetime, not IAsyncDisposable: xunit 2 disposes test classes only through IDisposable
+    // and IAsyncLifetime, and a process left running here would outlive the test run.
+    public async Task DisposeAsync()
     {
         foreach (var example in _examples.Values)
         {
