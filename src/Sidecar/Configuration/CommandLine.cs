@@ -49,6 +49,8 @@ internal static partial class CommandLine
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { HttpAddress = a })),
         new("grpc-address", "HOST:PORT|unix:PATH", "Where the gRPC surface listens, h2c (leadership.v1.Leadership, grpc.health.v1.Health); a unix socket is created owner-only.", "127.0.0.1:4041",
             (b, v) => Address(v, allowUnixSocket: true, a => b.Options = b.Options with { GrpcAddress = a })),
+        new("probe-address", "HOST:PORT", "A second HTTP listener with only /healthz, /readyz and /metrics, for the kubelet and Prometheus (off by default).", null,
+            (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { ProbeAddress = a })),
         new("drain-timeout", "DURATION", "On shutdown, after stepping down, how long to wait for the app to confirm over gRPC (ConfirmStopped) before releasing; 0 = release at once.", "0",
             (b, v) => !GoDuration.TryParse(v, out var d, out var error) ? error
                 : d < TimeSpan.Zero ? $"drain timeout must not be negative (\"{v}\")"

@@ -49,6 +49,9 @@ internal sealed record SidecarOptions
 
     public ListenAddress GrpcAddress { get; init; } = new(System.Net.IPAddress.Loopback, 4041, null);
 
+    /// <summary>Where the probe listener (health and metrics only) listens; null: not at all.</summary>
+    public ListenAddress? ProbeAddress { get; init; }
+
     public string? LeaderFile { get; init; }
 
     /// <summary>How long shutdown waits for the app's confirmation between stepping down and releasing; zero: no wait.</summary>

@@ -44,12 +44,16 @@ internal static partial class Daemon
         });
 
         ConfigureLogging(builder.Logging, options);
-        ListenOptions? grpcListener = null;
+        ListenOptions? httpListener = null, grpcListener = null, probeListener = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(options.HttpAddress.Ip!, options.HttpAddress.Port, http => http.Protocols = HttpProtocols.Http1);
+            httpListener = HttpSurface.Listen(kestrel, options.HttpAddress, probesOnly: false);
             grpcListener = GrpcSurface.Listen(kestrel, options.GrpcAddress);
+            if (options.ProbeAddress is { } probe)
+            {
+                probeListener = HttpSurface.Listen(kestrel, probe, probesOnly: true);
+            }
         });
 
         // The drain and then the release (bounded by the renew deadline) must finish before the host
@@ -115,18 +119,28 @@ internal static partial class Daemon
         catch (IOException e)
         {
             // Kestrel names the address it could not bind ("...address http://127.0.0.1:4041: ...").
-            var grpc = e.Message.Contains(options.GrpcAddress + ":", StringComparison.Ordinal);
-            throw new StartupException(grpc
-                ? $"cannot listen on {options.GrpcAddress} (--grpc-address): {e.Message}"
-                : $"cannot listen on {options.HttpAddress} (--http-address): {e.Message}");
+            var (name, address) = Named(options.GrpcAddress) ? ("grpc-address", options.GrpcAddress)
+                : options.ProbeAddress is { } probe && Named(probe) ? ("probe-address", probe)
+                : ("http-address", options.HttpAddress);
+            throw new StartupException($"cannot listen on {address} (--{name}): {e.Message}");
+
+            bool Named(ListenAddress candidate) => e.Message.Contains(candidate + ":", StringComparison.Ordinal);
         }
 
-        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "";
-        LogListening(logger, "http", bound);
-        LogListening(logger, "grpc", grpcListener is { EndPoint: System.Net.IPEndPoint ip } ? $"http://{new ListenAddress(ip.Address, ip.Port, null)}" : options.GrpcAddress.ToString());
+        LogListening(logger, "http", Bound(httpListener, options.HttpAddress));
+        LogListening(logger, "grpc", Bound(grpcListener, options.GrpcAddress));
+        if (options.ProbeAddress is { } probeAddress)
+        {
+            LogListening(logger, "probe", Bound(probeListener, probeAddress));
+        }
+
         await app.WaitForShutdownAsync();
         return Environment.ExitCode;
     }
+
+    /// <summary>Where a listener is bound, with the port the system picked for port 0.</summary>
+    private static string Bound(ListenOptions? listener, ListenAddress configured) =>
+        listener is { EndPoint: System.Net.IPEndPoint ip } ? $"http://{new ListenAddress(ip.Address, ip.Port, null)}" : configured.ToString();
 
     /// <summary>
     /// Picks and builds the lease store. Configuration problems (an unusable directory or

@@ -23,6 +23,7 @@ public sealed class CommandLineTests
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4041, null), options.GrpcAddress);
         Assert.Equal("/tmp/leader-sidecar", options.LeaseDirectory);
         Assert.Null(options.LeaderFile);
+        Assert.Null(options.ProbeAddress);
         Assert.Equal(TimeSpan.Zero, options.DrainTimeout);
         Assert.Equal(LogFormat.Json, options.LogFormat);
         Assert.Equal(LogLevel.Information, options.LogLevel);
@@ -64,7 +65,7 @@ public sealed class CommandLineTests
             "--lease-dir", "/var/lib/leases", "--kubeconfig", "/home/me/.kube/config",
             "--lease-duration", "30s", "--renew-deadline", "20s", "--retry-period", "4s",
             "--http-address", "0.0.0.0:9000", "--grpc-address", "[::1]:9001", "--leader-file", "/shared/leader",
-            "--log-format", "text", "--log-level", "debug");
+            "--probe-address", "0.0.0.0:4042", "--log-format", "text", "--log-level", "debug");
 
         Assert.Equal("my.app", options.LeaseName);
         Assert.Equal("pod-1", options.Identity);
@@ -78,6 +79,7 @@ public sealed class CommandLineTests
         Assert.Equal("0.0.0.0:9000", options.HttpAddress.ToString());
         Assert.Equal("[::1]:9001", options.GrpcAddress.ToString());
         Assert.Equal("/shared/leader", options.LeaderFile);
+        Assert.Equal("0.0.0.0:4042", options.ProbeAddress?.ToString());
         Assert.Equal(LogFormat.Text, options.LogFormat);
         Assert.Equal(LogLevel.Debug, options.LogLevel);
     }
@@ -98,6 +100,7 @@ public sealed class CommandLineTests
     [InlineData("invalid port in address \"127.0.0.1:99999\"", "--lease-name", "a", "--http-address", "127.0.0.1:99999")]
     [InlineData("a unix socket is not supported here", "--lease-name", "a", "--http-address", "unix:/tmp/x")]
     [InlineData("invalid host \"example.com\"", "--lease-name", "a", "--http-address", "example.com:80")]
+    [InlineData("a unix socket is not supported here (\"unix:/run/p\"); use HOST:PORT (from --probe-address)", "--lease-name", "a", "--probe-address", "unix:/run/p")]
     [InlineData("unix socket path must be absolute", "--lease-name", "a", "--grpc-address", "unix:relative.sock")]
     [InlineData("leader file path must be absolute", "--lease-name", "a", "--leader-file", "leader")]
     [InlineData("unknown log format \"xml\"", "--lease-name", "a", "--log-format", "xml")]
@@ -136,7 +139,7 @@ public sealed class CommandLineTests
     {
         var help = Assert.IsType<ParseResult.ShowHelp>(CommandLine.Parse(["--help"], Lookup)).Text;
 
-        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "drain-timeout", "leader-file", "log-format", "log-level" })
+        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "probe-address", "drain-timeout", "leader-file", "log-format", "log-level" })
         {
             Assert.Contains($"--{flag} ", help, StringComparison.Ordinal);
             Assert.Contains("LEADER_SIDECAR_" + flag.Replace('-', '_').ToUpperInvariant(), help, StringComparison.Ordinal);

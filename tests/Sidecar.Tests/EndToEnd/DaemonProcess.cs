@@ -19,6 +19,7 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     private readonly ConcurrentQueue<string> _output = new();
     private readonly TaskCompletionSource<Uri> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<string> _grpcListening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<Uri> _probeListening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private DaemonProcess(Process process)
     {
@@ -31,6 +32,9 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     public string GrpcAddress { get; private set; } = "";
 
     public int ProcessId => _process.Id;
+
+    /// <summary>Where the probe listener listens, once logged (only with <c>--probe-address</c>).</summary>
+    public Task<Uri> ProbeAddress => _probeListening.Task;
 
     public string Output => string.Join('\n', _output);
 
@@ -260,6 +264,11 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         {
             _grpcListening.TrySetResult(grpc.Groups["address"].Value);
         }
+
+        if (ProbeListeningLine().Match(line) is { Success: true } probe)
+        {
+            _probeListening.TrySetResult(new Uri(probe.Groups["url"].Value));
+        }
     }
 
     [GeneratedRegex(@"http surface listening on (?<url>http://[0-9.]+:\d+)")]
@@ -267,6 +276,9 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 
     [GeneratedRegex(@"grpc surface listening on (?<address>http://[0-9.]+:\d+|unix:[^""\s]+)")]
     private static partial Regex GrpcListeningLine();
+
+    [GeneratedRegex(@"probe surface listening on (?<url>http://[0-9.]+:\d+)")]
+    private static partial Regex ProbeListeningLine();
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);

@@ -180,6 +180,43 @@ public sealed class SurfacesTests : IAsyncDisposable
         Assert.Contains($"cannot listen on 127.0.0.1:{port} (--grpc-address)", line, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_probe_listener_serves_only_probes_and_metrics()
+    {
+        var a = await StartAsync("a", "--probe-address", "127.0.0.1:0");
+        var probe = await a.ProbeAddress.WaitAsync(Deadline);
+        Assert.NotEqual(a.BaseAddress.Port, probe.Port);
+        await Poll.UntilAsync(async () => (await Http.GetAsync(new Uri(probe, "/readyz"))).StatusCode == HttpStatusCode.OK, Deadline, "ready on the probe listener");
+
+        using var healthz = await Http.GetAsync(new Uri(probe, "/healthz"));
+        Assert.Equal(HttpStatusCode.OK, healthz.StatusCode);
+        var metrics = await Http.GetStringAsync(new Uri(probe, "/metrics"));
+        Assert.Contains("leader_election_master_status", metrics, StringComparison.Ordinal);
+        foreach (var path in new[] { "/leader", "/status", "/leader?wait=1s", "/" })
+        {
+            using var response = await Http.GetAsync(new Uri(probe, path));
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        }
+
+        // The app's listener still serves everything.
+        using var leader = await Http.GetAsync(new Uri(a.BaseAddress, "/status"));
+        Assert.Equal(HttpStatusCode.OK, leader.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_probe_port_in_use_gives_one_line_and_exit_code_2()
+    {
+        using var squatter = new TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        var port = ((IPEndPoint)squatter.LocalEndpoint).Port;
+
+        var (code, _, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "x", "--lease-dir", _dir.Path, "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--probe-address", $"127.0.0.1:{port}", "--log-level", "error");
+
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"cannot listen on 127.0.0.1:{port} (--probe-address)", line, StringComparison.Ordinal);
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var daemon in _daemons)

@@ -63,13 +63,14 @@ internal static class GrpcSurface
 
     /// <summary>
     /// Each listener serves only its own surface: gRPC only over HTTP/2 (the gRPC listener), the
-    /// HTTP endpoints only over HTTP/1.x (the HTTP listener). Anything else is 404.
+    /// HTTP endpoints only over HTTP/1.x (the HTTP listener), and on the probe listener only the
+    /// probes and metrics. Anything else is 404.
     /// </summary>
     public static void UseListenerSeparation(this IApplicationBuilder app) =>
         app.Use((context, next) =>
         {
             var isGrpc = context.GetEndpoint()?.Metadata.GetMetadata<GrpcMethodMetadata>() is not null;
-            if (isGrpc != HttpProtocol.IsHttp2(context.Request.Protocol))
+            if (isGrpc != HttpProtocol.IsHttp2(context.Request.Protocol) || Http.HttpSurface.IsOutsideProbeListener(context))
             {
                 context.Response.StatusCode = StatusCodes.Status404NotFound;
                 return Task.CompletedTask;

@@ -3,6 +3,8 @@ using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
 using LeaderSidecar.Surfaces.Health;
 using LeaderSidecar.Surfaces.Metrics;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace LeaderSidecar.Surfaces.Http;
 
@@ -10,11 +12,14 @@ namespace LeaderSidecar.Surfaces.Http;
 /// The HTTP surface. <c>GET /leader</c> answers 200 only on the leader and 503 otherwise (the
 /// convention Patroni's <c>/leader</c> check uses), and with <c>?wait=DURATION</c> holds the answer
 /// until this replica leads or the wait ends; <c>GET /status</c> always 200; both with the JSON
-/// status. <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> are for the kubelet and Prometheus.
-/// Handlers only read <see cref="LeadershipState"/>.
+/// status. <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> are for the kubelet and Prometheus, and
+/// are also served alone on the optional probe listener, which the kubelet can reach at the pod IP
+/// while the app's endpoints stay on loopback. Handlers only read <see cref="LeadershipState"/>.
 /// </summary>
 internal static class HttpSurface
 {
+    private const string ProbeListener = "leader-sidecar.probe-listener";
+
     /// <summary>The longest long-poll; a longer <c>wait</c> is shortened to this.</summary>
     public static readonly TimeSpan MaxWait = TimeSpan.FromMinutes(5);
 
@@ -26,6 +31,32 @@ internal static class HttpSurface
         endpoints.MapGet("/readyz", context => WriteProbeAsync(context, context.RequestServices.GetRequiredService<Probes>().Readiness()));
         endpoints.MapGet("/metrics", MetricsAsync);
     }
+
+    /// <summary>Adds an HTTP/1.1 listener; a probe listener serves only the probe and metrics paths. Returns it (it learns its bound port).</summary>
+    public static ListenOptions Listen(KestrelServerOptions kestrel, ListenAddress address, bool probesOnly)
+    {
+        ListenOptions? listener = null;
+        kestrel.Listen(address.Ip!, address.Port, options =>
+        {
+            options.Protocols = HttpProtocols.Http1;
+            if (probesOnly)
+            {
+                options.Use(next => connection =>
+                {
+                    connection.Items[ProbeListener] = true;
+                    return next(connection);
+                });
+            }
+
+            listener = options;
+        });
+        return listener!;
+    }
+
+    /// <summary>True for a request the probe listener may not serve: anything but the probes and metrics.</summary>
+    public static bool IsOutsideProbeListener(HttpContext context) =>
+        context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(ProbeListener) == true &&
+        context.Request.Path.Value is not ("/healthz" or "/readyz" or "/metrics");
 
     private static async Task LeaderAsync(HttpContext context)
     {
