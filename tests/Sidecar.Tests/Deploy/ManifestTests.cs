@@ -111,10 +111,10 @@ public sealed class ManifestTests
         Assert.True(options.HttpAddress.Ip is { } ip && System.Net.IPAddress.IsLoopback(ip), $"HTTP surface on {options.HttpAddress}");
         Assert.True(options.GrpcAddress.IsUnixSocket, $"gRPC surface on {options.GrpcAddress}");
 
-        var probeAddress = example.SidecarFlag("probe-address");
-        Assert.NotNull(probeAddress);
-        Assert.True(ListenAddress.TryParse(probeAddress, allowUnixSocket: false, out var probe, out var error), error);
-        Assert.Equal(System.Net.IPAddress.Any, probe!.Ip);
+        // Only the probe listener (/healthz, /readyz, /metrics) is on the pod IP, for the kubelet and Prometheus.
+        var probe = options.ProbeAddress;
+        Assert.NotNull(probe);
+        Assert.Equal(System.Net.IPAddress.Any, probe.Ip);
 
         // The one port the sidecar declares is the probe listener's, named as the probes use it.
         var port = Assert.Single(example.Sidecar["ports"]!.AsArray())!;

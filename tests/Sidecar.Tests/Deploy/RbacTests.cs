@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Testing.LeaseApi;
 using LeaderSidecar.Testing.LeaseApi.Auth;
 using LeaderSidecar.Testing.LeaseApi.Storage;
@@ -70,6 +71,54 @@ public sealed partial class RbacTests : IAsyncLifetime
         Assert.Equal(1, lease.Spec.LeaseTransitions);
         Assert.Equal(getsOfB, _server.Requests[ApiVerb.Get, "token-b"]);
         Assert.DoesNotContain("forbidden", a.Output + b.Output, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [MemberData(nameof(ExampleDeployment.Variants), MemberType = typeof(ExampleDeployment))]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task The_sidecar_as_the_manifest_configures_it_leads_under_the_deployed_role_and_passes_its_own_probes(string variant)
+    {
+        // The manifest's args and environment, with the pod's paths and addresses moved to this machine.
+        var example = ExampleDeployment.Load(variant);
+        var shared = (string)example.Sidecar["volumeMounts"]!.AsArray().Single(m => (string?)m!["mountPath"] != KubernetesConnection.ServiceAccountDirectory)!["mountPath"]!;
+        var probeAddress = example.SidecarOptions.ProbeAddress!.ToString();
+        var args = example.SidecarArgs.Select(a => a.Replace(shared, _dir.Path, StringComparison.Ordinal).Replace(probeAddress, "127.0.0.1:0", StringComparison.Ordinal)).ToList();
+        foreach (var (name, value) in example.SidecarEnvironment)
+        {
+            // The test harness starts daemons with a clean environment; the same settings as flags.
+            args.Add(name switch
+            {
+                "POD_NAME" => $"--identity={value}",
+                "POD_NAMESPACE" => $"--namespace={Namespace}",
+                _ when name.StartsWith("LEADER_SIDECAR_", StringComparison.Ordinal) => $"--{name["LEADER_SIDECAR_".Length..].ToLowerInvariant().Replace('_', '-')}={value}",
+                _ => throw new Xunit.Sdk.XunitException($"{variant}: sidecar variable {name} has no flag twin"),
+            });
+        }
+
+        args.AddRange(["--kubeconfig", Kubeconfig("pod", DeployedRole())]);
+        var sidecar = await DaemonProcess.StartAsync([.. args]);
+        _daemons.Add(sidecar);
+        var probe = await sidecar.ProbeAddress.WaitAsync(Deadline);
+
+        string ProbePath(string kind) => (string)example.Sidecar[kind]!["httpGet"]!["path"]!;
+        await Poll.UntilAsync(async () => (await Http.GetAsync(new Uri(probe, ProbePath("readinessProbe")))).IsSuccessStatusCode, Deadline, "ready");
+        Assert.True((await Http.GetAsync(new Uri(probe, ProbePath("livenessProbe")))).IsSuccessStatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await Http.GetAsync(new Uri(probe, "/leader"))).StatusCode);
+        await Poll.UntilAsync(async () => await sidecar.RoleAsync() == "LEADER", Deadline, "the only replica leads");
+
+        var options = example.SidecarOptions;
+        var leaderFile = options.LeaderFile!.Replace(shared, _dir.Path, StringComparison.Ordinal);
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(leaderFile)), Deadline, "the leader file in the shared directory");
+        var socket = options.GrpcAddress.UnixSocketPath!.Replace(shared, _dir.Path, StringComparison.Ordinal);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
+
+        // The kubelet's SIGTERM: released well within the pod's grace period.
+        var stopped = Stopwatch.StartNew();
+        sidecar.Terminate();
+        Assert.Equal(0, await sidecar.WaitForExitAsync(Deadline));
+        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds((long)example.Pod["terminationGracePeriodSeconds"]!), $"shutdown took {stopped.Elapsed.TotalSeconds:0.0} s");
+        Assert.Equal("", _server.Store.Get(Namespace, LeaseName)!.Spec.HolderIdentity);
+        Assert.DoesNotContain("forbidden", sidecar.Output, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
@@ -165,7 +214,7 @@ public sealed partial class RbacTests : IAsyncLifetime
 
     [Theory]
     [InlineData("list")]
-    [InlineData("watch", Skip = "daemon bug: with list allowed and watch forbidden, the elector counts each resumed watch as healthy, retries every 100 ms without backoff and never polls (see the deploy branch's report)")]
+    [InlineData("watch", Skip = "daemon bug, unskip when fixed: with list allowed and watch forbidden, each watch retry first yields the cached lease, so the elector marks the watch healthy, resets the backoff (a forbidden watch every ~100 ms) and never polls")]
     public async Task Without_list_or_watch_a_follower_polls_instead_and_still_takes_over_on_release(string verb)
     {
         var a = await StartAsync("a", DeployedRole());
