@@ -29,7 +29,8 @@ public interface ILeaseStore
 
     /// <summary>
     /// Streams the lease: first its current state, then every change, <see langword="null"/> meaning
-    /// "does not exist". The stream ends or throws when the connection is lost; the caller reconnects
+    /// "does not exist". The first item means the watch is established: yield it only once changes
+    /// will follow. The stream ends or throws when the connection is lost; the caller reconnects
     /// with backoff and polls meanwhile, so implementations should not retry forever internally.
     /// </summary>
     IAsyncEnumerable<LeaseSnapshot?> WatchAsync(CancellationToken cancellationToken);

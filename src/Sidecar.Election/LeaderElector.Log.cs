@@ -51,4 +51,8 @@ public sealed partial class LeaderElector
     [LoggerMessage(EventId = 10, EventName = "WatchFailed", Level = LogLevel.Warning,
         Message = "Lease watch failed ({Reason}): {Detail}; polling until it reconnects in {BackoffMs} ms")]
     private static partial void LogWatchFailed(ILogger logger, LeaseStoreFailure reason, string detail, double backoffMs);
+
+    [LoggerMessage(EventId = 13, EventName = "LeaseContradicted", Level = LogLevel.Information,
+        Message = "The watch says the lease is held by '{Holder}'; renewing now to find out whether that is newer than our last write")]
+    private static partial void LogContradicted(ILogger logger, string? holder);
 }

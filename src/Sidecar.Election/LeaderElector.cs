@@ -27,7 +27,10 @@ namespace LeaderSidecar.Election;
 /// What is not promised: this is not a lock around the app's side effects. A paused app can act on a
 /// stale belief; apps that need that protection fence their writes with the published term
 /// (<c>leaseTransitions</c> at acquisition, with the lease uid). Deleting or rewriting the lease by
-/// hand can produce two holders until the old one observes the change.
+/// hand can produce two holders until the old one observes the change. A watch event that says
+/// the leader no longer holds the lease may be older than the leader's own last write (a list
+/// begun before it, a release still in flight), so the leader does not believe it blindly: it
+/// renews at once, and only a failed compare-and-swap and a fresh read step it down.
 /// </para>
 /// <para>
 /// Followers learn about changes from <see cref="ILeaseStore.WatchAsync"/>, so a released lease is
@@ -341,7 +344,10 @@ public sealed partial class LeaderElector : IDisposable
         var result = await CallAsync(current is null ? "create" : "update", purpose, write, ct);
         if (result.Failure is { } failure)
         {
-            return failure == LeaseStoreFailure.Conflict ? Outcome.Conflict : Outcome.Failed;
+            // An update of a lease deleted meanwhile is answered "not found": a lost race too.
+            return failure == LeaseStoreFailure.Conflict || (failure == LeaseStoreFailure.NotFound && current is not null)
+                ? Outcome.Conflict
+                : Outcome.Failed;
         }
 
         var wasLeading = _leading;
@@ -401,6 +407,22 @@ public sealed partial class LeaderElector : IDisposable
 
         Observe(result.Lease);
         return true;
+    }
+
+    /// <summary>
+    /// A change delivered by the watch. One that contradicts our leadership may predate our own
+    /// last write; instead of stepping down on it, renew now: the compare-and-swap settles it.
+    /// </summary>
+    internal void ObserveChange(LeaseSnapshot? lease)
+    {
+        if (_leading && lease?.Record.HolderIdentity != Me)
+        {
+            LogContradicted(_logger, lease?.Record.HolderIdentity);
+            _nextAttemptAt = _time.GetTimestamp();
+            return;
+        }
+
+        Observe(lease);
     }
 
     /// <summary>Records what the store holds, and when it last changed on our monotonic clock.</summary>
@@ -506,7 +528,7 @@ public sealed partial class LeaderElector : IDisposable
         switch (message)
         {
             case Observed observed:
-                Observe(observed.Lease);
+                ObserveChange(observed.Lease);
                 return false;
 
             case WatchHealth health:
@@ -629,6 +651,7 @@ public sealed partial class LeaderElector : IDisposable
         while (!ct.IsCancellationRequested)
         {
             var healthy = false;
+            var connectedAt = 0L;
             try
             {
                 await foreach (var lease in _store.WatchAsync(ct))
@@ -636,7 +659,7 @@ public sealed partial class LeaderElector : IDisposable
                     if (!healthy)
                     {
                         healthy = true;
-                        backoff = WatchBackoffInitial;
+                        connectedAt = _time.GetTimestamp();
                         _inbox.Writer.TryWrite(new WatchHealth(true));
                         LogWatchConnected(_logger);
                     }
@@ -660,6 +683,13 @@ public sealed partial class LeaderElector : IDisposable
             if (healthy)
             {
                 _inbox.Writer.TryWrite(new WatchHealth(false));
+
+                // Only a watch that stayed up a while starts the backoff over: one that connects
+                // and fails at once (forbidden, dropped by a proxy) must not be retried in a loop.
+                if (_time.GetElapsedTime(connectedAt) >= _options.LeaseDuration)
+                {
+                    backoff = WatchBackoffInitial;
+                }
             }
 
             try

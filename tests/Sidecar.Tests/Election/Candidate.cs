@@ -41,7 +41,7 @@ internal sealed class Candidate : IDisposable
     /// <summary>Feeds what the store holds now, as a watch event would.</summary>
     public void See(LeaseSnapshot? lease)
     {
-        Elector.Observe(lease);
+        Elector.ObserveChange(lease);
         Elector.PublishView();
     }
 

@@ -117,8 +117,9 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             (version, state) = await ListAsync(cancellationToken);
         }
 
-        yield return state;
-
+        // The current state goes out only once the watch is open, so the caller can take the first
+        // item to mean "watching": a watch that cannot open (forbidden, say) yields nothing.
+        var pending = true;
         while (true)
         {
             using var response = await OpenWatchAsync(version, cancellationToken);
@@ -126,8 +127,14 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             {
                 LogWatchExpired(_logger, version ?? "");
                 (version, state) = await ListAsync(cancellationToken);
-                yield return state;
+                pending = true;
                 continue;
+            }
+
+            if (pending)
+            {
+                pending = false;
+                yield return state;
             }
 
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
@@ -171,7 +178,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             // 410 Gone: our resourceVersion was compacted away. Re-list and watch from there.
             LogWatchExpired(_logger, version ?? "");
             (version, state) = await ListAsync(cancellationToken);
-            yield return state;
+            pending = true;
         }
     }
 
