@@ -9,7 +9,7 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// Several real daemon processes on one host sharing a lease directory, observed only through
 /// their HTTP surface, the lease file and their exit codes.
 /// </summary>
-public sealed class FileBackendTests : IAsyncDisposable
+public sealed class FileBackendTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private readonly TempDirectory _dir = new();
@@ -222,7 +222,10 @@ public sealed class FileBackendTests : IAsyncDisposable
         return daemon;
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    // IAsyncLifetime: xunit 2 never calls IAsyncDisposable on a test class, and the daemons would outlive the run.
+    public async Task DisposeAsync()
     {
         foreach (var daemon in _daemons)
         {

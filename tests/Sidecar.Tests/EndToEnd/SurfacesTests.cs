@@ -12,7 +12,7 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// The gRPC surface, the metrics and the shutdown drain of real daemon processes, checked against
 /// the HTTP surface, the leader file and the lease file.
 /// </summary>
-public sealed class SurfacesTests : IAsyncDisposable
+public sealed class SurfacesTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private static readonly HttpClient Http = new() { Timeout = Deadline };
@@ -217,7 +217,10 @@ public sealed class SurfacesTests : IAsyncDisposable
         Assert.Contains($"cannot listen on 127.0.0.1:{port} (--probe-address)", line, StringComparison.Ordinal);
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    // IAsyncLifetime: xunit 2 never calls IAsyncDisposable on a test class, and the daemons would outlive the run.
+    public async Task DisposeAsync()
     {
         foreach (var daemon in _daemons)
         {
