@@ -138,6 +138,7 @@ public sealed partial class LeadershipState : IDisposable
     private void Replace(LeadershipStatus next)
     {
         var previous = _current;
+        var before = _time.GetTimestamp();
         _current = next with { Revision = previous.Revision + 1 };
 
         _claimTimer?.Dispose();
@@ -150,7 +151,12 @@ public sealed partial class LeadershipState : IDisposable
 
         if (previous.Role != _current.Role)
         {
-            var monotonic = _time.GetTimestamp();
+            // The history other tools merge must never understate leadership: a start is stamped
+            // before anyone could read it, an end after, except that a claim ends at its deadline
+            // (from then on every read demotes itself, even before this runs).
+            var monotonic = _current.Role == Role.Leader ? before
+                : previous.ClaimDeadline is { } claimEnd && claimEnd < before ? claimEnd
+                : _time.GetTimestamp();
             LogRoleChanged(_logger, previous.Role, _current.Role, _current.Holder, _current.Term, _current.Revision, monotonic);
         }
 

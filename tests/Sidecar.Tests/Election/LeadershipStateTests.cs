@@ -66,6 +66,41 @@ public sealed class LeadershipStateTests : IDisposable
         Assert.Equal(102, watch.Current.Revision);
     }
 
+    [Fact]
+    public void The_role_history_never_understates_leadership_and_ends_an_expired_claim_at_its_deadline()
+    {
+        var log = new RoleChangeLog();
+        using var state = new LeadershipState(new ElectionOptions { Identity = "me", LeaseName = "app" }, _time, log);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var start = _time.GetTimestamp();
+
+        state.Publish(state.Current with { Role = Role.Leader, Holder = "me", Term = 4, ClaimDeadline = start + (10 * _time.TimestampFrequency) });
+        _time.Advance(TimeSpan.FromSeconds(25));
+        Assert.Equal(Role.Unknown, state.Current.Role);
+
+        Assert.Equal([("Unknown", "Leader", start), ("Leader", "Unknown", start + (10 * _time.TimestampFrequency))], log.Changes);
+    }
+
+    /// <summary>Keeps the RoleChanged events' from, to and monotonic timestamp.</summary>
+    private sealed class RoleChangeLog : Microsoft.Extensions.Logging.ILogger<LeadershipState>
+    {
+        public List<(string From, string To, long Monotonic)> Changes { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Id == 100 && state is IReadOnlyList<KeyValuePair<string, object?>> fields)
+            {
+                var values = fields.ToDictionary(f => f.Key, f => f.Value);
+                Changes.Add((values["From"]!.ToString()!, values["To"]!.ToString()!, (long)values["MonotonicTimestamp"]!));
+            }
+        }
+    }
+
     private LeadershipStatus Leader(TimeSpan remaining) => _state.Current with
     {
         Role = Role.Leader,
