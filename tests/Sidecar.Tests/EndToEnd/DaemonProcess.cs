@@ -63,9 +63,19 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     }
 
     /// <summary>Runs the binary to completion, for flag handling: exit code, stdout, stderr.</summary>
-    public static async Task<(int ExitCode, string StdOut, string StdErr)> RunToExitAsync(params string[] args)
+    public static Task<(int ExitCode, string StdOut, string StdErr)> RunToExitAsync(params string[] args) =>
+        RunToExitAsync(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs the binary to completion with extra environment variables.</summary>
+    public static async Task<(int ExitCode, string StdOut, string StdErr)> RunToExitAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
-        using var process = Process.Start(StartInfo(args))!;
+        var info = StartInfo(args);
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
+        using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
