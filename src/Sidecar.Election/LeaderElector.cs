@@ -26,8 +26,11 @@ namespace LeaderSidecar.Election;
 /// <para>
 /// What is not promised: this is not a lock around the app's side effects. A paused app can act on a
 /// stale belief; apps that need that protection fence their writes with the published term
-/// (<c>leaseTransitions</c> at acquisition, with the lease uid). Deleting or rewriting the lease by
-/// hand can produce two holders until the old one observes the change. A watch event that says
+/// (<c>leaseTransitions</c> at acquisition, with the lease uid). A lease deleted or rewritten by
+/// hand is waited out like an expiring claim by every candidate that saw it held before — a record
+/// naming this identity counts as ours only if this process wrote it — so only a candidate that
+/// starts just after such a deletion, never having seen the lease, can create it while the old
+/// holder still claims (as client-go would). A watch event that says
 /// the leader no longer holds the lease may be older than the leader's own last write (a list
 /// begun before it, a release still in flight), so the leader does not believe it blindly: it
 /// renews at once, and only a failed compare-and-swap and a fresh read step it down.
@@ -60,6 +63,8 @@ public sealed partial class LeaderElector : IDisposable
     private LeaseSnapshot? _observed;
     private bool _hasObservation;
     private long _observedChangedAt;
+    private LeaseSnapshot? _ownWrite;
+    private long _vanishedAvailableAt;
     private long? _lastObservedAt;
     private bool _readFailing;
     private bool _watchHealthy;
@@ -237,7 +242,12 @@ public sealed partial class LeaderElector : IDisposable
     private long AvailableAt()
     {
         var record = _observed?.Record;
-        if (record is null || record.IsReleased || record.HolderIdentity == Me)
+        if (record is null)
+        {
+            return _vanishedAvailableAt;
+        }
+
+        if (record.IsReleased || IsOurs(_observed!))
         {
             return 0;
         }
@@ -247,6 +257,16 @@ public sealed partial class LeaderElector : IDisposable
         var duration = TimeSpan.FromSeconds(Math.Max(0, record.LeaseDurationSeconds));
         return _time.Add(_observedChangedAt, duration);
     }
+
+    /// <summary>
+    /// Whether a record naming this identity is really this process's claim: one it wrote itself, or
+    /// any while it leads (a renew that timed out may still have landed). A record naming us that we
+    /// did not write — a previous process of the same identity, or a hand edit — is waited out like
+    /// anyone else's, because whoever led before it may still be claiming.
+    /// </summary>
+    private bool IsOurs(LeaseSnapshot lease) =>
+        lease.Record.HolderIdentity == Me
+        && (_leading || (_ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version));
 
     private long NextWakeAt()
     {
@@ -316,7 +336,14 @@ public sealed partial class LeaderElector : IDisposable
 
         if (current is null)
         {
-            // 2. No lease yet: create it. Losing that race is a conflict like any other.
+            // 2. No lease: create it. Losing that race is a conflict like any other. A lease we saw
+            //    held and then vanish is deleted by hand; its holder may still be claiming, so wait
+            //    that claim out first.
+            if (_vanishedAvailableAt > start)
+            {
+                return Outcome.Held;
+            }
+
             record = new LeaseRecord(Me, (int)_options.LeaseDuration.TotalSeconds, now, now, 0);
             write = token => _store.CreateAsync(record, token);
         }
@@ -324,13 +351,14 @@ public sealed partial class LeaderElector : IDisposable
         {
             // 3. Held by someone else whose claim has not run out on our clock: nothing to do.
             var old = current.Record;
-            if (!old.IsReleased && old.HolderIdentity != Me && AvailableAt() > start)
+            if (!old.IsReleased && AvailableAt() > start)
             {
                 return Outcome.Held;
             }
 
-            // 4. Keep acquireTime and the term when renewing; a new holder starts a new term.
-            var renewing = old.HolderIdentity == Me;
+            // 4. Keep acquireTime and the term when renewing our own claim; a new holder starts a new
+            //    term, and so does taking over a record that names us but that we did not write.
+            var renewing = IsOurs(current);
             record = new LeaseRecord(
                 Me,
                 (int)_options.LeaseDuration.TotalSeconds,
@@ -351,6 +379,7 @@ public sealed partial class LeaderElector : IDisposable
         }
 
         var wasLeading = _leading;
+        _ownWrite = result.Lease;
         Observe(result.Lease);
         var deadline = _time.Add(start, _options.RenewDeadline);
         if (_time.GetTimestamp() >= deadline)
@@ -387,6 +416,7 @@ public sealed partial class LeaderElector : IDisposable
         var result = await CallAsync("update", "release", token => _store.UpdateAsync(current, record, token), ct, interruptible: false);
         if (result.Failure is null)
         {
+            _ownWrite = result.Lease;
             Observe(result.Lease);
             LogReleased(_logger, _store.Description);
         }
@@ -432,6 +462,19 @@ public sealed partial class LeaderElector : IDisposable
         if (!_hasObservation || lease?.Record != _observed?.Record || lease?.Uid != _observed?.Uid)
         {
             _observedChangedAt = now;
+        }
+
+        if (lease is not null)
+        {
+            _vanishedAvailableAt = 0;
+        }
+        else if (_observed is { Record.IsReleased: false } vanished && !IsOurs(vanished))
+        {
+            // Deleted while held by someone else. That holder can no longer renew, but may claim
+            // until its renew deadline: wait a full lease duration from now (ours if it is longer,
+            // in case we missed a newer record with a longer duration) before creating it again.
+            var seconds = Math.Max(0, vanished.Record.LeaseDurationSeconds);
+            _vanishedAvailableAt = _time.Add(now, TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(seconds).Ticks, _options.LeaseDuration.Ticks)));
         }
 
         _hasObservation = true;

@@ -157,7 +157,7 @@ public sealed partial class LeadershipState : IDisposable
             var monotonic = _current.Role == Role.Leader ? before
                 : previous.ClaimDeadline is { } claimEnd && claimEnd < before ? claimEnd
                 : _time.GetTimestamp();
-            LogRoleChanged(_logger, previous.Role, _current.Role, _current.Holder, _current.Term, _current.Revision, monotonic);
+            LogRoleChanged(_logger, previous.Role, _current.Role, _current.Holder, _current.Term, _current.LeaseUid, _current.Revision, monotonic);
         }
 
         foreach (var subscriber in _subscribers)
@@ -193,8 +193,8 @@ public sealed partial class LeadershipState : IDisposable
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     [LoggerMessage(EventId = 100, EventName = "RoleChanged", Level = LogLevel.Information,
-        Message = "Role changed from {From} to {To}; holder {Holder}, term {Term}, revision {Revision}, monotonic {MonotonicTimestamp}")]
-    private static partial void LogRoleChanged(ILogger logger, Role from, Role to, string holder, long? term, long revision, long monotonicTimestamp);
+        Message = "Role changed from {From} to {To}; holder {Holder}, term {Term}, lease uid {LeaseUid}, revision {Revision}, monotonic {MonotonicTimestamp}")]
+    private static partial void LogRoleChanged(ILogger logger, Role from, Role to, string holder, long? term, string leaseUid, long revision, long monotonicTimestamp);
 
     [LoggerMessage(EventId = 101, EventName = "ClaimExpired", Level = LogLevel.Warning,
         Message = "Leadership claim (term {Term}) ran out before a renew succeeded; no longer leader")]

@@ -340,6 +340,64 @@ public sealed class LeaderElectorTests : IDisposable
         Assert.NotEqual(firstUid, _store.Lease?.Uid);
     }
 
+    [Fact]
+    public async Task A_follower_that_saw_the_lease_held_waits_out_the_holder_after_a_deletion()
+    {
+        var a = Candidate("a");
+        var b = Candidate("b");
+        await a.StepAsync();
+        Assert.False(await b.StepAsync());
+
+        // Deleted by hand 5 s later: a may claim until 10 s. b must not create it before a full
+        // lease duration from when it saw the deletion, or both would say "leader".
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _store.Delete();
+        b.See(null);
+        Assert.False(await b.StepAsync());
+        _time.Advance(TimeSpan.FromSeconds(14.9));
+        Assert.False(await b.StepAsync());
+        Assert.Null(_store.Lease);
+
+        _time.Advance(TimeSpan.FromSeconds(0.2));
+        Assert.True(await b.StepAsync());
+        Assert.Equal("b", _store.Lease!.Record.HolderIdentity);
+    }
+
+    [Fact]
+    public async Task A_record_naming_this_identity_that_it_did_not_write_is_waited_out_and_starts_a_new_term()
+    {
+        var a = Candidate("a");
+        await a.StepAsync();
+
+        // Rewritten by hand to b while a still leads: b must wait as for anyone else's claim.
+        var b = Candidate("b");
+        _store.Overwrite(new LeaseRecord("b", 15, Start, Start, 0));
+        Assert.False(await b.StepAsync());
+        Assert.Equal(Role.Follower, b.Status.Role);
+
+        _time.Advance(TimeSpan.FromSeconds(14.9));
+        Assert.False(await b.StepAsync());
+        _time.Advance(TimeSpan.FromSeconds(0.2));
+        Assert.True(await b.StepAsync());
+        Assert.Equal(1, b.Status.Term);
+        Assert.Equal(new LeaseRecord("b", 15, _time.GetUtcNow(), _time.GetUtcNow(), 1), _store.Lease!.Record);
+    }
+
+    [Fact]
+    public async Task A_restarted_process_waits_out_the_claim_its_previous_incarnation_left()
+    {
+        var first = Candidate("a");
+        await first.StepAsync();
+
+        // The same identity again, in a new process: the old one might still be running (a paused
+        // process, a duplicated pod name), so the record it left is not taken at once.
+        var again = Candidate("a");
+        Assert.False(await again.StepAsync());
+        _time.Advance(TimeSpan.FromSeconds(15.1));
+        Assert.True(await again.StepAsync());
+        Assert.Equal(1, again.Status.Term);
+    }
+
     [Theory]
     [InlineData(-5)]
     [InlineData(0)]
