@@ -149,7 +149,10 @@ public sealed partial class LeadershipState : IDisposable
             _claimTimer = _time.CreateTimer(static s => ((LeadershipState)s!).OnClaimTimer(), this, due, Timeout.InfiniteTimeSpan);
         }
 
-        if (previous.Role != _current.Role)
+        // A leader whose term or lease changed (the lease was deleted and it created it again) is a
+        // new claim in the history too.
+        var newClaim = _current.Role == Role.Leader && (previous.Term != _current.Term || previous.LeaseUid != _current.LeaseUid);
+        if (previous.Role != _current.Role || newClaim)
         {
             // The history other tools merge must never understate leadership: a start is stamped
             // before anyone could read it, an end after, except that a claim ends at its deadline

@@ -81,6 +81,20 @@ public sealed class LeadershipStateTests : IDisposable
         Assert.Equal([("Unknown", "Leader", start), ("Leader", "Unknown", start + (10 * _time.TimestampFrequency))], log.Changes);
     }
 
+    [Fact]
+    public void A_leader_under_a_new_term_or_lease_is_a_new_claim_in_the_history()
+    {
+        var log = new RoleChangeLog();
+        using var state = new LeadershipState(new ElectionOptions { Identity = "me", LeaseName = "app" }, _time, log);
+        var deadline = _time.GetTimestamp() + (10 * _time.TimestampFrequency);
+
+        state.Publish(state.Current with { Role = Role.Leader, Holder = "me", Term = 4, LeaseUid = "old", ClaimDeadline = deadline });
+        state.Publish(state.Current with { ClaimDeadline = deadline + 1 });
+        state.Publish(state.Current with { Term = 0, LeaseUid = "new" });
+
+        Assert.Equal(["Unknown->Leader", "Leader->Leader"], log.Changes.Select(c => $"{c.From}->{c.To}"));
+    }
+
     /// <summary>Keeps the RoleChanged events' from, to and monotonic timestamp.</summary>
     private sealed class RoleChangeLog : Microsoft.Extensions.Logging.ILogger<LeadershipState>
     {

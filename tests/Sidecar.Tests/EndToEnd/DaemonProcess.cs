@@ -38,6 +38,11 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 
     public string Output => string.Join('\n', _output);
 
+    /// <summary>Every line the daemon wrote so far, stdout and stderr interleaved as they arrived.</summary>
+    public IReadOnlyList<string> OutputLines => [.. _output];
+
+    public bool HasExited => _process.HasExited;
+
     public static string BinaryPath
     {
         get
@@ -84,9 +89,18 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
     }
 
     /// <summary>Starts a daemon on ephemeral HTTP and gRPC ports (unless <paramref name="args"/> say otherwise) and waits until it listens.</summary>
-    public static async Task<DaemonProcess> StartAsync(params string[] args)
+    public static Task<DaemonProcess> StartAsync(params string[] args) =>
+        StartAsync(new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="StartAsync(string[])"/>, with extra environment variables.</summary>
+    public static async Task<DaemonProcess> StartAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = StartInfo(["--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--log-format", "json", .. args]);
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
         var daemon = new DaemonProcess(Process.Start(info)!);
         daemon._process.OutputDataReceived += (_, e) => daemon.OnLine(e.Data);
         daemon._process.ErrorDataReceived += (_, e) => daemon.OnLine(e.Data);
@@ -196,6 +210,12 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 
     /// <summary>Sends SIGTERM, as the kubelet does at pod termination.</summary>
     public void Terminate() => _ = Kill(_process.Id, 15);
+
+    /// <summary>SIGSTOP: the process freezes mid-step, as in a long GC pause or a VM migration.</summary>
+    public void Pause() => _ = Kill(_process.Id, 19);
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume() => _ = Kill(_process.Id, 18);
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {

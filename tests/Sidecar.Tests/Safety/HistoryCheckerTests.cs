@@ -30,6 +30,16 @@ public sealed class HistoryCheckerTests
     }
 
     [Fact]
+    public void A_leader_that_re_created_the_lease_has_a_new_claim_from_then_on()
+    {
+        var history = History("a#1", Change(0, "Follower", "Leader", 7, "old"), Change(5, "Leader", "Leader", 0, "new"), Change(9, "Leader", "Unknown", 0, "new"));
+
+        Assert.Equal(
+            [new LeaderInterval("a#1", "a", 0, 5 * Second, 7, "old"), new LeaderInterval("a#1", "a", 5 * Second, 9 * Second, 0, "new")],
+            history.LeaderIntervals(long.MaxValue));
+    }
+
+    [Fact]
     public void Two_processes_leading_at_one_instant_are_an_overlap()
     {
         var report = Check(

@@ -71,6 +71,12 @@ internal sealed class LeadershipHistory
             {
                 start = change;
             }
+            else if (change.To == "Leader" && start is not null)
+            {
+                // Still leading, under a new term or a re-created lease: a new claim from here.
+                yield return new LeaderInterval(Process, Identity, start.At, change.At, start.Term, start.LeaseUid);
+                start = change;
+            }
             else if (change.To != "Leader" && start is not null)
             {
                 yield return new LeaderInterval(Process, Identity, start.At, change.At, start.Term, start.LeaseUid);

@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using LeaderSidecar.Tests.Deploy;
+using Xunit.Abstractions;
+
+namespace LeaderSidecar.Tests.Safety;
+
+/// <summary>
+/// Three real daemons on the Lease API test server under a seeded random schedule of faults, judged
+/// by the merged history of every process. <c>SAFETY_SEED</c> replays a run (a new seed is drawn
+/// otherwise), <c>SAFETY_ROUNDS</c> sets the length; <c>scripts/safety</c> runs long ones.
+/// </summary>
+public sealed class NemesisTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// The liveness bound: after the faults heal, a leader within a lease duration plus a retry
+    /// period (with its 20 % jitter), plus 500 ms for the requests and for scheduling three daemons,
+    /// the test server and the nemesis on a shared two-core machine.
+    /// </summary>
+    private static readonly TimeSpan LivenessBound =
+        SafetyCluster.LeaseDuration + (SafetyCluster.RetryPeriod * 1.2) + TimeSpan.FromMilliseconds(500);
+
+    [Fact]
+    public async Task Under_a_seeded_fault_schedule_no_two_replicas_ever_lead_at_once()
+    {
+        var seed = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_SEED"), CultureInfo.InvariantCulture, out var s) ? s : Random.Shared.Next(1_000_000);
+        var rounds = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_ROUNDS"), CultureInfo.InvariantCulture, out var r) ? r : 12;
+        output.WriteLine($"seed {seed}, {rounds} rounds, binary {EndToEnd.DaemonProcess.BinaryPath}");
+
+        await using var cluster = await SafetyCluster.StartAsync(replicas: 3);
+        var nemesis = new Nemesis(cluster, seed);
+        var runStart = Stopwatch.GetTimestamp();
+        Exception? failure = null;
+        try
+        {
+            var waited = Stopwatch.StartNew();
+            while (await cluster.LeaderAsync() is null)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "no first leader within 30 s");
+                await Task.Delay(20);
+            }
+
+            for (var round = 1; round <= rounds; round++)
+            {
+                await nemesis.RunRoundAsync(round, nemesis.Choose());
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+
+        var runEnd = Stopwatch.GetTimestamp();
+        var report = HistoryChecker.Check(cluster.Histories(), nemesis.Heals, nemesis.Events, runStart, runEnd);
+        var summary = Summary(seed, rounds, nemesis, report, runEnd - runStart);
+        output.WriteLine(summary);
+        var problems = new List<string>();
+        if (failure is not null)
+        {
+            problems.Add($"the run stopped: {failure.Message}");
+        }
+
+        problems.AddRange(report.DescribeOverlaps(runStart).Select(o => "OVERLAP: " + o));
+        problems.AddRange(report.TermProblems.Select(t => "TERM: " + t));
+        problems.AddRange(report.Gaps.Where(g => g.Gap > LivenessBound).Select(g =>
+            $"LIVENESS: after round {g.Round} healed, nobody led for {g.Gap.TotalMilliseconds:0} ms (bound {LivenessBound.TotalMilliseconds:0} ms)"));
+
+        var written = Write(seed, summary, report, cluster, problems.Count > 0);
+        output.WriteLine($"summary and timeline: {written}");
+        if (problems.Count > 0)
+        {
+            Assert.Fail($"seed {seed} (replay: SAFETY_SEED={seed} SAFETY_ROUNDS={rounds} scripts/safety):\n{string.Join('\n', problems)}\n\nmerged timeline:\n{report.Timeline}");
+        }
+    }
+
+    private static string Summary(int seed, int rounds, Nemesis nemesis, SafetyReport report, long elapsed)
+    {
+        var gaps = report.Gaps.Select(g => g.Gap.TotalMilliseconds).Order().ToList();
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"| seed | rounds | run | leadership terms | overlaps | term problems | median gap after heal | worst gap after heal |\n");
+        text.Append("|---|---|---|---|---|---|---|---|\n");
+        text.Append(CultureInfo.InvariantCulture,
+            $"| {seed} | {nemesis.Heals.Count}/{rounds} | {Stopwatch.GetElapsedTime(0, elapsed).TotalSeconds:0} s | {report.Intervals.Count} | {report.Overlaps.Count} | {report.TermProblems.Count} | " +
+            $"{(gaps.Count > 0 ? gaps[gaps.Count / 2] : 0):0} ms | {(gaps.Count > 0 ? gaps[^1] : 0):0} ms |\n\n");
+        text.Append("| fault | injected |\n|---|---|\n");
+        foreach (var (kind, count) in nemesis.Injected)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"| {kind} | {count} |\n");
+        }
+
+        return text.ToString();
+    }
+
+    private static string Write(int seed, string summary, SafetyReport report, SafetyCluster cluster, bool failed)
+    {
+        var directory = Repository.PathOf("artifacts/safety");
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, $"seed-{seed}.md");
+        var text = new StringBuilder(summary);
+        text.Append("\n## Merged timeline\n\n```\n").Append(report.Timeline).Append("```\n");
+        if (failed)
+        {
+            foreach (var (process, lines) in cluster.Logs())
+            {
+                text.Append(CultureInfo.InvariantCulture, $"\n## Log of {process}\n\n```\n{string.Join('\n', lines)}\n```\n");
+            }
+        }
+
+        File.WriteAllText(path, text.ToString());
+        File.WriteAllText(Path.Combine(directory, "summary.md"), summary);
+        return path;
+    }
+}
