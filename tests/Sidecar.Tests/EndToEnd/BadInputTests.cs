@@ -45,6 +45,19 @@ public sealed class BadInputTests : IDisposable
         Assert.Equal($"leader-sidecar: leader file directory {missing} does not exist (--leader-file)", line);
     }
 
+    [Fact]
+    public async Task A_pod_without_a_service_account_token_is_refused_instead_of_falling_back_to_a_private_file_lease()
+    {
+        // Every replica would hold its own file lease alone: all of them leaders.
+        Assert.False(File.Exists("/var/run/secrets/kubernetes.io/serviceaccount/token"), "this test needs a machine that is not a pod");
+        var pod = new Dictionary<string, string> { ["KUBERNETES_SERVICE_HOST"] = "10.96.0.1", ["KUBERNETES_SERVICE_PORT"] = "443" };
+
+        var line = await SingleErrorLineAsync(pod, "--lease-name", "x", "--lease-dir", _dir.Path);
+
+        Assert.StartsWith("leader-sidecar: service-account token /var/run/secrets/kubernetes.io/serviceaccount/token does not exist", line, StringComparison.Ordinal);
+        Assert.EndsWith("(in-cluster configuration)", line, StringComparison.Ordinal);
+    }
+
     public void Dispose() => _dir.Dispose();
 
     private static async Task<string> SingleErrorLineAsync(IReadOnlyDictionary<string, string> environment, params string[] args)

@@ -13,9 +13,13 @@ internal static class KubernetesConnection
 {
     public const string ServiceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-    /// <summary>True when running in a pod with a mounted service-account token.</summary>
-    public static bool IsInCluster(Func<string, string?> environment, string serviceAccountDirectory = ServiceAccountDirectory) =>
-        !string.IsNullOrEmpty(environment("KUBERNETES_SERVICE_HOST")) && File.Exists(Path.Combine(serviceAccountDirectory, "token"));
+    /// <summary>
+    /// True when running in a pod: the kubelet sets <c>KUBERNETES_SERVICE_HOST</c>. Not whether the
+    /// token is mounted: a pod without one must fail loudly, not fall back to a file lease that every
+    /// replica would hold alone.
+    /// </summary>
+    public static bool IsInCluster(Func<string, string?> environment) =>
+        !string.IsNullOrEmpty(environment("KUBERNETES_SERVICE_HOST"));
 
     /// <summary>Reads a kubeconfig file (its current context).</summary>
     /// <exception cref="ArgumentException">The file is missing or invalid; the message names the problem.</exception>
@@ -53,7 +57,7 @@ internal static class KubernetesConnection
         var caFile = Path.Combine(serviceAccountDirectory, "ca.crt");
         if (!File.Exists(tokenFile))
         {
-            throw new ArgumentException($"service-account token {tokenFile} does not exist");
+            throw new ArgumentException($"service-account token {tokenFile} does not exist: mount the service account's token (automountServiceAccountToken), or choose --backend file deliberately");
         }
 
         X509Certificate2Collection ca = [];

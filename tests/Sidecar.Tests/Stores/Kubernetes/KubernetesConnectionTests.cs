@@ -32,7 +32,7 @@ public sealed class KubernetesConnectionTests : IAsyncLifetime
     [Fact]
     public async Task The_pods_service_account_reaches_the_api_over_tls_and_follows_token_rotation()
     {
-        Assert.True(KubernetesConnection.IsInCluster(Environment, _serviceAccount.Path));
+        Assert.True(KubernetesConnection.IsInCluster(Environment));
         using var store = new KubernetesLeaseStore(KubernetesConnection.InCluster(Environment, _serviceAccount.Path), "demo", "app", TimeProvider.System, NullLogger<KubernetesLeaseStore>.Instance);
         Assert.Null(await store.GetAsync(_ct));
 
@@ -74,7 +74,7 @@ public sealed class KubernetesConnectionTests : IAsyncLifetime
     [Fact]
     public void Outside_a_pod_there_is_no_in_cluster_configuration()
     {
-        Assert.False(KubernetesConnection.IsInCluster(_ => null, _serviceAccount.Path));
+        Assert.False(KubernetesConnection.IsInCluster(_ => null));
         var e = Assert.Throws<ArgumentException>(() => KubernetesConnection.InCluster(_ => null, _serviceAccount.Path));
         Assert.Contains("KUBERNETES_SERVICE_HOST", e.Message, StringComparison.Ordinal);
     }
