@@ -64,6 +64,7 @@ public sealed partial class LeaderElector : IDisposable
     private bool _hasObservation;
     private long _observedChangedAt;
     private LeaseSnapshot? _ownWrite;
+    private LeaseRecord? _attempted;
     private long _vanishedAvailableAt;
     private long? _lastObservedAt;
     private bool _readFailing;
@@ -259,14 +260,17 @@ public sealed partial class LeaderElector : IDisposable
     }
 
     /// <summary>
-    /// Whether a record naming this identity is really this process's claim: one it wrote itself, or
-    /// any while it leads (a renew that timed out may still have landed). A record naming us that we
-    /// did not write — a previous process of the same identity, or a hand edit — is waited out like
-    /// anyone else's, because whoever led before it may still be claiming.
+    /// Whether a record naming this identity is really this process's claim: one it wrote itself
+    /// (acknowledged, or exactly the record of its last attempt, which timed out but landed: nobody
+    /// wrote after it, or the record would differ), or any while it leads. A record naming us that
+    /// we did not write — a previous process of the same identity, or a hand edit — is waited out
+    /// like anyone else's, because whoever led before it may still be claiming.
     /// </summary>
     private bool IsOurs(LeaseSnapshot lease) =>
         lease.Record.HolderIdentity == Me
-        && (_leading || (_ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version));
+        && (_leading
+            || lease.Record == _attempted
+            || (_ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version));
 
     private long NextWakeAt()
     {
@@ -369,6 +373,7 @@ public sealed partial class LeaderElector : IDisposable
         }
 
         // 5. Compare-and-swap.
+        _attempted = record;
         var result = await CallAsync(current is null ? "create" : "update", purpose, write, ct);
         if (result.Failure is { } failure)
         {

@@ -35,6 +35,9 @@ internal sealed class InMemoryLeaseStore : ILeaseStore
     /// <summary>Runs just before a create or update is applied, to let another writer win the race.</summary>
     public Action<string>? BeforeWrite { get; set; }
 
+    /// <summary>While true, writes land but their answers are lost (the client sees a timeout).</summary>
+    public bool LoseAnswers { get; set; }
+
     public LeaseSnapshot? Lease
     {
         get { lock (_gate) { return _lease; } }
@@ -65,7 +68,7 @@ internal sealed class InMemoryLeaseStore : ILeaseStore
                 throw new LeaseStoreException(LeaseStoreFailure.Conflict, "already exists");
             }
 
-            return Store(new LeaseSnapshot(record, "", Guid.NewGuid().ToString()));
+            return Answer(Store(new LeaseSnapshot(record, "", Guid.NewGuid().ToString())));
         }
     }
 
@@ -85,9 +88,12 @@ internal sealed class InMemoryLeaseStore : ILeaseStore
                 throw new LeaseStoreException(LeaseStoreFailure.Conflict, "the object has been modified");
             }
 
-            return Store(_lease with { Record = record });
+            return Answer(Store(_lease with { Record = record }));
         }
     }
+
+    private LeaseSnapshot Answer(LeaseSnapshot written) =>
+        LoseAnswers ? throw new LeaseStoreException(LeaseStoreFailure.Timeout, "the answer was lost") : written;
 
     /// <summary>Writes the record as an operator would, bypassing compare-and-swap.</summary>
     public LeaseSnapshot Overwrite(LeaseRecord record)

@@ -384,6 +384,22 @@ public sealed class LeaderElectorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_write_whose_answer_was_lost_is_recognised_as_ours_by_its_record()
+    {
+        var a = Candidate("a");
+        _store.LoseAnswers = true;
+        Assert.False(await a.StepAsync());
+        Assert.Equal("a", _store.Lease!.Record.HolderIdentity);
+        Assert.NotEqual(Role.Leader, a.Status.Role);
+
+        // The record is exactly a's last attempt, so nobody wrote after it: a takes it at once.
+        _store.LoseAnswers = false;
+        _time.Advance(TimeSpan.FromSeconds(2));
+        Assert.True(await a.StepAsync());
+        Assert.Equal(0, a.Status.Term);
+    }
+
+    [Fact]
     public async Task A_restarted_process_waits_out_the_claim_its_previous_incarnation_left()
     {
         var first = Candidate("a");
