@@ -229,7 +229,8 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                         Note(abort ? "watches reset" : "watches ended");
                         server.DropWatches(abort);
                         return Task.CompletedTask;
-                    }));
+                    }
+                    ));
                 }
 
                 break;
@@ -240,7 +241,8 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                     Note("watches expired (410)");
                     server.ExpireWatches();
                     return Task.CompletedTask;
-                }));
+                }
+                ));
                 break;
 
             case FaultKind.RestartApiServer:
@@ -260,7 +262,8 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 {
                     Note(server.Store.Delete(SafetyCluster.Namespace, SafetyCluster.LeaseName) ? "lease deleted" : "lease deleted (it was not there)");
                     return Task.CompletedTask;
-                }));
+                }
+                ));
                 break;
 
             case FaultKind.RewriteLease:
@@ -286,7 +289,8 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                     });
                     Note($"lease rewritten to {to}{(bump == 1 ? ", transitions + 1" : "")}");
                     return Task.CompletedTask;
-                }));
+                }
+                ));
                 break;
 
             case FaultKind.WallClockJump:

@@ -11,6 +11,7 @@ namespace LeaderSidecar.Tests.Safety;
 /// by the merged history of every process. <c>SAFETY_SEED</c> replays a run (a new seed is drawn
 /// otherwise), <c>SAFETY_ROUNDS</c> sets the length; <c>scripts/safety</c> runs long ones.
 /// </summary>
+[Collection(Alone.Name)]
 public sealed class NemesisTests(ITestOutputHelper output)
 {
     /// <summary>
@@ -111,4 +112,14 @@ public sealed class NemesisTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(directory, "summary.md"), summary);
         return path;
     }
+}
+
+/// <summary>
+/// Runs its classes after every other test class, one at a time: the liveness bound is about the
+/// daemons, not about how many other tests share the two cores.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class Alone
+{
+    public const string Name = "Alone";
 }
