@@ -109,7 +109,7 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
 
         var started = Stopwatch.GetTimestamp();
         var heals = new List<Func<Task>>();
-        var momentary = new List<(TimeSpan At, Func<Task> Act)>();
+        var momentary = new List<Momentary>();
         foreach (var kind in kinds)
         {
             Injected[kind]++;
@@ -124,7 +124,7 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 await Task.Delay(wait);
             }
 
-            await act();
+            act();
         }
 
         var left = hold - Stopwatch.GetElapsedTime(started);
@@ -155,7 +155,7 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
         _heals.Add(new HealWindow(round, healedAt, Stopwatch.GetTimestamp()));
     }
 
-    private async Task InjectAsync(FaultKind kind, SafetyCluster.Replica? leader, TimeSpan hold, List<Func<Task>> heals, List<(TimeSpan, Func<Task>)> momentary)
+    private async Task InjectAsync(FaultKind kind, SafetyCluster.Replica? leader, TimeSpan hold, List<Func<Task>> heals, List<Momentary> momentary)
     {
         var live = cluster.Replicas.Where(r => r.Process is not null).ToList();
         var victim = leader ?? live[_random.Next(live.Count)];
@@ -224,25 +224,21 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 for (var i = 1 + _random.Next(3); i > 0; i--)
                 {
                     var abort = _random.Next(2) == 0;
-                    momentary.Add((Between(TimeSpan.Zero, hold), () =>
+                    momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
                     {
                         Note(abort ? "watches reset" : "watches ended");
                         server.DropWatches(abort);
-                        return Task.CompletedTask;
-                    }
-                    ));
+                    }));
                 }
 
                 break;
 
             case FaultKind.ExpireWatches:
-                momentary.Add((Between(TimeSpan.Zero, hold), () =>
+                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
                 {
                     Note("watches expired (410)");
                     server.ExpireWatches();
-                    return Task.CompletedTask;
-                }
-                ));
+                }));
                 break;
 
             case FaultKind.RestartApiServer:
@@ -258,23 +254,21 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 break;
 
             case FaultKind.DeleteLease:
-                momentary.Add((Between(TimeSpan.Zero, hold), () =>
+                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
                 {
                     Note(server.Store.Delete(SafetyCluster.Namespace, SafetyCluster.LeaseName) ? "lease deleted" : "lease deleted (it was not there)");
-                    return Task.CompletedTask;
-                }
-                ));
+                }));
                 break;
 
             case FaultKind.RewriteLease:
                 var to = _random.Next(2) == 0 || followers.Count == 0 ? "intruder" : followers[_random.Next(followers.Count)].Identity;
                 var bump = _random.Next(2);
-                momentary.Add((Between(TimeSpan.Zero, hold), () =>
+                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
                 {
                     if (server.Store.Get(SafetyCluster.Namespace, SafetyCluster.LeaseName) is null)
                     {
                         Note($"lease not rewritten to {to}: it does not exist");
-                        return Task.CompletedTask;
+                        return;
                     }
 
                     var now = DateTimeOffset.UtcNow;
@@ -288,9 +282,7 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                         LeaseTransitions = (spec.LeaseTransitions ?? 0) + bump,
                     });
                     Note($"lease rewritten to {to}{(bump == 1 ? ", transitions + 1" : "")}");
-                    return Task.CompletedTask;
-                }
-                ));
+                }));
                 break;
 
             case FaultKind.WallClockJump:
@@ -344,6 +336,9 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
 
         return at;
     }
+
+    /// <summary>A fault that happens in an instant, at a moment of the round.</summary>
+    private sealed record Momentary(TimeSpan At, Action Act);
 
     private TimeSpan Between(TimeSpan min, TimeSpan max) => min + ((max - min) * _random.NextDouble());
 }

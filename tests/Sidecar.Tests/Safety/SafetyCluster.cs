@@ -70,6 +70,9 @@ internal sealed class SafetyCluster : IAsyncDisposable
             // merged history rely on it.
             ["FAKETIME_CACHE_DURATION"] = "1",
             ["DONT_FAKE_MONOTONIC"] = "1",
+            // Without this, libfaketime 0.9.10 turns the runtime's monotonic condition-variable
+            // waits into a busy loop (half a core per idle daemon), which starves the machine.
+            ["FAKETIME_FORCE_MONOTONIC_FIX"] = "0",
         };
         replica.Incarnation++;
         replica.Process = await DaemonProcess.StartAsync(
