@@ -10,13 +10,16 @@ namespace LeaderSidecar.Bench.Scenarios;
 internal static class Failover
 {
     private static readonly string[] Identities = ["a", "b", "c"];
+    private static int _sidecarFailedReleases;
 
     public static async Task RunAsync(Harness h, bool crash)
     {
         var trials = crash ? h.Options.Crash : h.Options.Graceful;
         var name = crash ? "crash failover (SIGKILL → a follower reports LEADER)" : "graceful failover (SIGTERM → a follower reports LEADER)";
         Harness.Log($"{name}: {trials} trials each for the sidecar and the polling reference");
+        var sidecarFailedBefore = _sidecarFailedReleases;
         var sidecar = new Sample(await SidecarAsync(h, crash ? Daemon.SigKill : Daemon.SigTerm, trials));
+        var sidecarFailedReleases = _sidecarFailedReleases - sidecarFailedBefore;
         Harness.Log($"  sidecar: {Report.Ms(sidecar)}");
         var failedBefore = PollingElector.FailedReleases;
         var polling = new Sample(await PollingAsync(h, crash, trials));
@@ -42,7 +45,7 @@ internal static class Failover
         h.Report.Details.Add((name, Report.F($"""
             Every trial, ms: sidecar min {sidecar.Min:0.0}, median {sidecar.Median:0.0}, p95 {sidecar.P95:0.0}, max {sidecar.Max:0.0};
             polling reference min {polling.Min:0.0}, median {polling.Median:0.0}, p95 {polling.P95:0.0}, max {polling.Max:0.0}.
-            Timing: {h.Timing}.{(crash ? "" : $" Releases of the polling reference that were not written (client-go logs them and followers wait for expiry): {failedReleases}.")}
+            Timing: {h.Timing}.{(crash ? "" : $" Trials in which the stopped sidecar logged \"Could not release the lease\" (followers then wait for expiry): {sidecarFailedReleases}. Releases of the polling reference that were not written (client-go logs them and followers wait for expiry): {failedReleases}.")}
             """)));
     }
 
@@ -75,6 +78,12 @@ internal static class Failover
                 if (signal == Daemon.SigTerm && exit != 0)
                 {
                     h.Report.Failures.Add(Report.F($"graceful failover: the stopped leader exited with {exit}"));
+                }
+
+                if (leader.Output.Contains("Could not release the lease", StringComparison.Ordinal))
+                {
+                    Harness.Log("  the stopped leader could not release the lease: " + leader.Output.Split('\n').Last(l => l.Contains("Could not release", StringComparison.Ordinal)));
+                    Interlocked.Increment(ref _sidecarFailedReleases);
                 }
 
                 await leader.DisposeAsync();
