@@ -38,6 +38,11 @@ internal sealed partial class Daemon : IAsyncDisposable
 
     public int ProcessId => _process.Id;
 
+    /// <summary>Null while running; else how it ended and its last log lines, for the report.</summary>
+    public string? Ended => _process.HasExited
+        ? $"daemon {Identity} (pid {_process.Id}) exited with {_process.ExitCode}; its last lines:\n{string.Join('\n', _output.TakeLast(12))}"
+        : null;
+
     public Uri HttpAddress { get; private set; } = null!;
 
     public Uri GrpcAddress { get; private set; } = null!;

@@ -118,6 +118,12 @@ internal static class ApiLoad
         var own = new List<Dictionary<string, long>>();
         foreach (var daemon in daemons)
         {
+            if (daemon.Ended is { } ended)
+            {
+                Harness.Log(ended);
+                throw new InvalidOperationException(ended.Split('\n')[0]);
+            }
+
             own.Add(await daemon.RequestCountsAsync(Harness.Http));
         }
 

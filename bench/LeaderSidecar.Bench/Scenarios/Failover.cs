@@ -49,6 +49,14 @@ internal static class Failover
             """)));
     }
 
+    /// <summary>
+    /// A random share of a retry period, so that the signal falls at a random point between two
+    /// renews (and polls) instead of always at the same distance from the last one.
+    /// </summary>
+#pragma warning disable CA5394 // Not security: only spreads the trials over the renew cycle.
+    private static TimeSpan RandomPhase(Harness h) => h.Timing.RetryPeriod * Random.Shared.NextDouble();
+#pragma warning restore CA5394
+
     private static async Task<List<double>> SidecarAsync(Harness h, int signal, int trials)
     {
         var lease = h.Api.NewLease(signal == Daemon.SigKill ? "kill" : "term");
@@ -64,7 +72,7 @@ internal static class Failover
             for (var trial = 0; trial < trials; trial++)
             {
                 var leader = daemons[await h.SingleLeaderAsync([.. daemons.Select(d => d.Roles)])];
-                await Task.Delay(h.Settle);
+                await Task.Delay(h.Settle + RandomPhase(h));
                 using var cancel = new CancellationTokenSource(h.Timing.LeaseDuration * 4);
                 var t0 = Stopwatch.GetTimestamp();
                 leader.Signal(signal);
@@ -111,7 +119,7 @@ internal static class Failover
             for (var trial = 0; trial < trials; trial++)
             {
                 var leader = electors[await h.SingleLeaderAsync([.. electors.Select(e => e.Roles)])];
-                await Task.Delay(h.Settle);
+                await Task.Delay(h.Settle + RandomPhase(h));
                 using var cancel = new CancellationTokenSource(h.Timing.LeaseDuration * 4);
                 var t0 = Stopwatch.GetTimestamp();
                 var stopping = crash ? leader.CrashAsync() : leader.StopAsync();

@@ -33,7 +33,9 @@ internal static class FootprintAndFanOut
         await h.SingleLeaderAsync([fileLeader.Roles]);
         await Task.Delay(TimeSpan.FromSeconds(10));
         var idle = await RssAsync(leader, samples);
+        var idleBreakdown = Breakdown(leader);
         var idleFile = await RssAsync(fileLeader, samples);
+        var idleFileBreakdown = Breakdown(fileLeader);
         h.Report.Rows.Add(new Row("idle RSS, leader, Kubernetes backend (after 10 s)", Mib(idle), "—", "—", "< 30 MB", Report.Verdict(idle.Median / 1024 * 1.048576 < 30)));
         h.Report.Rows.Add(new Row("idle RSS, leader, file backend (after 10 s)", Mib(idleFile), "—", "—", "< 30 MB", Report.Verdict(idleFile.Median / 1024 * 1.048576 < 30)));
         await fileLeader.DisposeAsync();
@@ -51,9 +53,11 @@ internal static class FootprintAndFanOut
             await Task.Delay(TimeSpan.FromSeconds(3));
             var watched = await leader.MetricAsync(Harness.Http, "leader_sidecar_grpc_watch_streams");
             var loaded = await RssAsync(leader, samples);
+            var loadedBreakdown = Breakdown(leader);
             h.Report.Rows.Add(new Row(Report.F($"RSS with {Streams} Watch streams ({Channels} HTTP/2 connections)"), Mib(loaded), "—", "—", "report", Report.Verdict(null)));
             h.Report.Details.Add(("Footprint", Report.F($"""
                 Binary: {new FileInfo(h.Options.Binary).Length:N0} bytes ({h.Options.Binary}). RSS is VmRSS from /proc/PID/status, {samples} samples 1 s apart (MiB = 1,048,576 bytes).
+                Last sample split into anonymous memory and pages of the binary (RssAnon + RssFile + RssShmem): idle Kubernetes leader {idleBreakdown}; idle file leader {idleFileBreakdown}; with the streams {loadedBreakdown}.
                 With the streams open the daemon's `leader_sidecar_grpc_watch_streams` said {watched}; {broken} of {Streams} streams had failed to open.
                 """)));
 
@@ -166,6 +170,9 @@ internal static class FootprintAndFanOut
 
         return new Sample(values);
     }
+
+    private static string Breakdown(Daemon daemon) => Report.F(
+        $"{Daemon.ReadStatusKiB(daemon.ProcessId, "RssAnon:") / 1024.0:0.0} + {Daemon.ReadStatusKiB(daemon.ProcessId, "RssFile:") / 1024.0:0.0} + {Daemon.ReadStatusKiB(daemon.ProcessId, "RssShmem:") / 1024.0:0.0} MiB");
 
     private static string Mib(Sample kib) =>
         Report.F($"{kib.Median / 1024:0.0} / {kib.P95 / 1024:0.0} MiB (n={kib.Count})");
