@@ -1,0 +1,70 @@
+using System.Globalization;
+
+namespace LeaderSidecar.Bench;
+
+/// <summary>The harness's flags; <c>bench/run --help</c> documents them.</summary>
+internal sealed record BenchOptions
+{
+    public string Binary { get; init; } = "artifacts/aot/leader-sidecar";
+
+    public string? Kubeconfig { get; init; }
+
+    public string? Namespace { get; init; }
+
+    public bool Quick { get; init; }
+
+    public int? GracefulTrials { get; init; }
+
+    public int? CrashTrials { get; init; }
+
+    public double? LoadMinutes { get; init; }
+
+    public string Out { get; init; } = "docs/BENCHMARKS.md";
+
+    public string Command { get; init; } = "bench/run";
+
+    public IReadOnlySet<string> Only { get; init; } = new HashSet<string>();
+
+    public static readonly string[] Scenarios = ["footprint", "startup", "http", "failover", "crash", "load"];
+
+    public int Graceful => GracefulTrials ?? (Quick ? 3 : 20);
+
+    public int Crash => CrashTrials ?? (Quick ? 2 : 10);
+
+    public double Load => LoadMinutes ?? (Quick ? 0.5 : 2);
+
+    /// <summary>Default timing; <c>--quick</c> uses the end-to-end tests' 3 s / 2 s / 500 ms to be quick.</summary>
+    public Timing Timing => Quick ? Timing.Fast : Timing.Default;
+
+    public bool Runs(string scenario) => Only.Count == 0 || Only.Contains(scenario);
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var options = new BenchOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            options = args[i] switch
+            {
+                "--binary" => options with { Binary = Value() },
+                "--kubeconfig" => options with { Kubeconfig = Value() },
+                "--namespace" => options with { Namespace = Value() },
+                "--quick" => options with { Quick = true },
+                "--trials" => options with { GracefulTrials = int.Parse(Value(), CultureInfo.InvariantCulture) },
+                "--crash-trials" => options with { CrashTrials = int.Parse(Value(), CultureInfo.InvariantCulture) },
+                "--load-minutes" => options with { LoadMinutes = double.Parse(Value(), CultureInfo.InvariantCulture) },
+                "--out" => options with { Out = Value() },
+                "--command" => options with { Command = Value() },
+                "--only" => options with { Only = Value().Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet() },
+                _ => throw new ArgumentException($"unknown flag {args[i]}"),
+            };
+        }
+
+        if (options.Only.FirstOrDefault(s => !Scenarios.Contains(s)) is { } unknown)
+        {
+            throw new ArgumentException($"unknown scenario {unknown}; known: {string.Join(", ", Scenarios)}");
+        }
+
+        return options;
+    }
+}
