@@ -419,6 +419,17 @@ public sealed partial class LeaderElector : IDisposable
         var now = Truncate(_time.GetUtcNow());
         var record = new LeaseRecord("", 1, now, now, current.Record.LeaseTransitions);
         var result = await CallAsync("update", "release", token => _store.UpdateAsync(current, record, token), ct, interruptible: false);
+        if (result.Failure == LeaseStoreFailure.Conflict
+            && await CallAsync("get", "release", token => _store.GetAsync(token), ct, interruptible: false) is { Failure: null, Lease: { } fresh }
+            && fresh.Record == _attempted)
+        {
+            // The renew the step-down cancelled had landed after all (the record is exactly our
+            // last attempt): nobody else wrote, so release over that version instead of leaving
+            // the followers to wait for expiry.
+            Observe(fresh);
+            result = await CallAsync("update", "release", token => _store.UpdateAsync(fresh, record, token), ct, interruptible: false);
+        }
+
         if (result.Failure is null)
         {
             _ownWrite = result.Lease;

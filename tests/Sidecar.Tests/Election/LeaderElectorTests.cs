@@ -267,6 +267,37 @@ public sealed class LeaderElectorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_release_after_a_renew_whose_answer_was_lost_releases_over_that_renew()
+    {
+        var a = Candidate("a");
+        var b = Candidate("b");
+        await a.StepAsync();
+        Assert.False(await b.StepAsync());
+
+        // The last renew landed, but a never heard back (a shutdown cancelled it, or a timeout).
+        _time.Advance(TimeSpan.FromSeconds(2));
+        _store.LoseAnswers = true;
+        Assert.False(await a.StepAsync());
+        _store.LoseAnswers = false;
+
+        await a.Elector.ReleaseAsync(CancellationToken.None);
+        Assert.Equal("", _store.Lease!.Record.HolderIdentity);
+        b.See(_store.Lease);
+        Assert.True(await b.StepAsync());
+    }
+
+    [Fact]
+    public async Task A_release_never_overwrites_another_holder()
+    {
+        var a = Candidate("a");
+        await a.StepAsync();
+        _store.Overwrite(new LeaseRecord("intruder", 15, Start, Start, 1));
+
+        await a.Elector.ReleaseAsync(CancellationToken.None);
+        Assert.Equal("intruder", _store.Lease!.Record.HolderIdentity);
+    }
+
+    [Fact]
     public async Task Transitions_count_only_changes_of_holder()
     {
         var a = Candidate("a");
