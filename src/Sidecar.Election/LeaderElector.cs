@@ -456,12 +456,15 @@ public sealed partial class LeaderElector : IDisposable
     }
 
     /// <summary>
-    /// A change delivered by the watch. One that contradicts our leadership may predate our own
-    /// last write; instead of stepping down on it, renew now: the compare-and-swap settles it.
+    /// A change delivered by the watch. While we lead, anything but the echo of our own last write
+    /// may predate it — a watch resumed from an old version replays our earlier records, with
+    /// older terms, before the newest — so instead of believing it, renew now: the
+    /// compare-and-swap settles it, and the published term never goes back.
     /// </summary>
     internal void ObserveChange(LeaseSnapshot? lease)
     {
-        if (_leading && lease?.Record.HolderIdentity != Me)
+        var ownEcho = lease is not null && _ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version;
+        if (_leading && !ownEcho)
         {
             LogContradicted(_logger, lease?.Record.HolderIdentity);
             _nextAttemptAt = _time.GetTimestamp();

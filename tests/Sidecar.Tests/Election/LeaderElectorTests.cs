@@ -358,6 +358,25 @@ public sealed class LeaderElectorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_replayed_older_record_of_our_own_never_takes_the_leaders_term_back()
+    {
+        // A watch resumed from an old version replays a's earlier records before the newest.
+        var a = Candidate("a");
+        await a.StepAsync();
+        var older = _store.Lease!;
+        await a.Elector.ReleaseAsync(CancellationToken.None);
+        Assert.True(await a.StepAsync());
+        Assert.Equal(1, a.Status.Term);
+
+        a.See(older);
+        Assert.Equal(Role.Leader, a.Status.Role);
+        Assert.Equal(1, a.Status.Term);
+        Assert.True(await a.StepAsync());
+        Assert.Equal(1, a.Status.Term);
+        Assert.Equal(1, _store.Lease!.Record.LeaseTransitions);
+    }
+
+    [Fact]
     public async Task A_deleted_lease_is_created_again_under_a_new_uid()
     {
         var a = Candidate("a");
