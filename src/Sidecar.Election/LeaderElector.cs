@@ -270,7 +270,11 @@ public sealed partial class LeaderElector : IDisposable
         lease.Record.HolderIdentity == Me
         && (_leading
             || lease.Record == _attempted
-            || (_ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version));
+            || IsOwnWrite(lease));
+
+    /// <summary>Whether <paramref name="lease"/> is the very version our last acknowledged write produced.</summary>
+    private bool IsOwnWrite(LeaseSnapshot lease) =>
+        _ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version;
 
     private long NextWakeAt()
     {
@@ -463,8 +467,7 @@ public sealed partial class LeaderElector : IDisposable
     /// </summary>
     internal void ObserveChange(LeaseSnapshot? lease)
     {
-        var ownEcho = lease is not null && _ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version;
-        if (_leading && !ownEcho)
+        if (_leading && (lease is null || !IsOwnWrite(lease)))
         {
             LogContradicted(_logger, lease?.Record.HolderIdentity);
             _nextAttemptAt = _time.GetTimestamp();

@@ -31,7 +31,7 @@ internal static partial class CommandLine
             (b, v) => Check(v.Length > 0, "identity must not be empty", () => b.Options = b.Options with { Identity = v })),
         new("namespace", "NS", "Namespace of the lease.", "$POD_NAMESPACE, else the service-account namespace, else default",
             (b, v) => Check(IsDnsLabel(v), $"namespace \"{v}\" is not a valid Kubernetes namespace (lowercase letters, digits and '-', at most 63)", () => b.Options = b.Options with { Namespace = v })),
-        new("backend", "auto|file|kubernetes", "Lease store. auto picks kubernetes in a cluster or with a kubeconfig, else file.", "auto",
+        new("backend", "auto|file|kubernetes", "Lease store. auto picks kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with a kubeconfig, else file.", "auto",
             (b, v) => Enum.TryParse<BackendKind>(v, ignoreCase: true, out var kind) && !int.TryParse(v, out _)
                 ? Set(() => b.Options = b.Options with { Backend = kind })
                 : $"unknown backend \"{v}\" (use auto, file or kubernetes)"),

@@ -35,12 +35,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
         Exception? failure = null;
         try
         {
-            var waited = Stopwatch.StartNew();
-            while (await cluster.LeaderAsync() is null)
-            {
-                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "no first leader within 30 s");
-                await Task.Delay(20);
-            }
+            await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30), "a first leader");
 
             for (var round = 1; round <= rounds; round++)
             {

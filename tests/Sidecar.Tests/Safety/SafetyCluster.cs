@@ -28,6 +28,7 @@ internal sealed class SafetyCluster : IAsyncDisposable
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(1) };
     private readonly TempDirectory _dir = new();
     private readonly List<LeadershipHistory> _ended = [];
+    private readonly List<(string, IReadOnlyList<string>)> _logs = [];
 
     private SafetyCluster(LeaseApiServer server, IReadOnlyList<Replica> replicas)
     {
@@ -134,6 +135,10 @@ internal sealed class SafetyCluster : IAsyncDisposable
         return null;
     }
 
+    /// <summary>Waits until some replica says LEADER; fails after <paramref name="deadline"/>.</summary>
+    public Task WaitForLeaderAsync(TimeSpan deadline, string what) =>
+        Poll.UntilAsync(async () => await LeaderAsync() is not null, deadline, what);
+
     /// <summary>The histories of every process so far; running ones are read as they stand.</summary>
     public IReadOnlyList<LeadershipHistory> Histories()
     {
@@ -165,8 +170,6 @@ internal sealed class SafetyCluster : IAsyncDisposable
         await Server.DisposeAsync();
         _dir.Dispose();
     }
-
-    private readonly List<(string, IReadOnlyList<string>)> _logs = [];
 
     private void EndProcess(Replica replica, long endedAt)
     {
