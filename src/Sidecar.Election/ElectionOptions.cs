@@ -56,6 +56,11 @@ public sealed record ElectionOptions
             return "identity must not be empty";
         }
 
+        if (Identity.Length > LeaseRecord.MaxHolderIdentityLength)
+        {
+            return $"identity must be at most {LeaseRecord.MaxHolderIdentityLength} characters (got {Identity.Length})";
+        }
+
         if (RetryPeriod <= TimeSpan.Zero)
         {
             return $"retry period must be greater than zero (got {Format(RetryPeriod)})";

@@ -12,6 +12,9 @@ public interface IElectionMetrics
 
     /// <summary>The leader's fast-path renew conflicted and it re-read the lease (client-go's slow path).</summary>
     void SlowPath();
+
+    /// <summary>The lease's term is at its maximum, so this candidate cannot take it with a new one.</summary>
+    void TermExhausted();
 }
 
 /// <summary>Discards everything.</summary>
@@ -24,6 +27,10 @@ public sealed class NullElectionMetrics : IElectionMetrics
     }
 
     public void SlowPath()
+    {
+    }
+
+    public void TermExhausted()
     {
     }
 }

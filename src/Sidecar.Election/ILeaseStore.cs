@@ -5,10 +5,19 @@ namespace LeaderSidecar.Election;
 /// knows whether it talks to a Kubernetes Lease, a local file or anything else.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Implementations report failures as <see cref="LeaseStoreException"/> with a
 /// <see cref="LeaseStoreFailure"/> reason; a lost compare-and-swap is
 /// <see cref="LeaseStoreFailure.Conflict"/>. Cancellation of the token must abandon the request
 /// promptly: the elector uses it to enforce its request timeout and renew deadline.
+/// </para>
+/// <para>
+/// Followers judge a holder alive by seeing its record change: a new version or other content. A
+/// store whose versions can repeat with other content (a failover to a replica that missed
+/// writes, a restored snapshot) must make every write distinguishable, for example with a random
+/// nonce in each record. Every read is bounded in size: an oversized record is
+/// <see cref="LeaseStoreFailure.Invalid"/>, never buffered whole.
+/// </para>
 /// </remarks>
 public interface ILeaseStore
 {

@@ -55,4 +55,8 @@ public sealed partial class LeaderElector
     [LoggerMessage(EventId = 13, EventName = "LeaseContradicted", Level = LogLevel.Information,
         Message = "The watch says the lease is held by '{Holder}'; renewing now to find out whether that is newer than our last write")]
     private static partial void LogContradicted(ILogger logger, string? holder);
+
+    [LoggerMessage(EventId = 14, EventName = "TermExhausted", Level = LogLevel.Error,
+        Message = "Cannot take {Lease}: its term (leaseTransitions) is at its maximum, so a new holder would share a fencing term with an earlier one; delete the lease to start a new one")]
+    private static partial void LogTermExhausted(ILogger logger, string lease);
 }

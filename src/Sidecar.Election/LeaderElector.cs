@@ -63,8 +63,7 @@ public sealed partial class LeaderElector : IDisposable
     private LeaseSnapshot? _observed;
     private bool _hasObservation;
     private long _observedChangedAt;
-    private LeaseSnapshot? _ownWrite;
-    private LeaseRecord? _attempted;
+    private readonly OwnRecords _own;
     private long _vanishedAvailableAt;
     private long? _lastObservedAt;
     private bool _readFailing;
@@ -101,6 +100,7 @@ public sealed partial class LeaderElector : IDisposable
         _time = time;
         _logger = logger;
         _metrics = metrics ?? NullElectionMetrics.Instance;
+        _own = new OwnRecords(options.Identity);
     }
 
     private string Me => _options.Identity;
@@ -248,7 +248,7 @@ public sealed partial class LeaderElector : IDisposable
             return _vanishedAvailableAt;
         }
 
-        if (record.IsReleased || IsOurs(_observed!))
+        if (record.IsReleased || _own.IsOurs(_observed, _leading))
         {
             return 0;
         }
@@ -258,23 +258,6 @@ public sealed partial class LeaderElector : IDisposable
         var duration = TimeSpan.FromSeconds(Math.Max(0, record.LeaseDurationSeconds));
         return _time.Add(_observedChangedAt, duration);
     }
-
-    /// <summary>
-    /// Whether a record naming this identity is really this process's claim: one it wrote itself
-    /// (acknowledged, or exactly the record of its last attempt, which timed out but landed: nobody
-    /// wrote after it, or the record would differ), or any while it leads. A record naming us that
-    /// we did not write — a previous process of the same identity, or a hand edit — is waited out
-    /// like anyone else's, because whoever led before it may still be claiming.
-    /// </summary>
-    private bool IsOurs(LeaseSnapshot lease) =>
-        lease.Record.HolderIdentity == Me
-        && (_leading
-            || lease.Record == _attempted
-            || IsOwnWrite(lease));
-
-    /// <summary>Whether <paramref name="lease"/> is the very version our last acknowledged write produced.</summary>
-    private bool IsOwnWrite(LeaseSnapshot lease) =>
-        _ownWrite is { } own && own.Uid == lease.Uid && own.Version == lease.Version;
 
     private long NextWakeAt()
     {
@@ -366,18 +349,28 @@ public sealed partial class LeaderElector : IDisposable
 
             // 4. Keep acquireTime and the term when renewing our own claim; a new holder starts a new
             //    term, and so does taking over a record that names us but that we did not write.
-            var renewing = IsOurs(current);
+            var renewing = _own.IsOurs(current, _leading);
+            if (!renewing && old.LeaseTransitions == int.MaxValue)
+            {
+                // A new holder needs a new term, and there is none left: leading with a term another
+                // holder had would break every fence built on it. Deleting the lease starts a new
+                // fencing domain (a new uid, term 0).
+                _metrics.TermExhausted();
+                LogTermExhausted(_logger, _store.Description);
+                return Outcome.Failed;
+            }
+
             record = new LeaseRecord(
                 Me,
                 (int)_options.LeaseDuration.TotalSeconds,
                 renewing ? old.AcquireTime : now,
                 now,
-                renewing ? old.LeaseTransitions : NextTerm(old.LeaseTransitions));
+                renewing ? old.LeaseTransitions : old.LeaseTransitions + 1);
             write = token => _store.UpdateAsync(current, record, token);
         }
 
         // 5. Compare-and-swap.
-        _attempted = record;
+        _own.Attempting(record);
         var result = await CallAsync(current is null ? "create" : "update", purpose, write, ct);
         if (result.Failure is { } failure)
         {
@@ -388,7 +381,7 @@ public sealed partial class LeaderElector : IDisposable
         }
 
         var wasLeading = _leading;
-        _ownWrite = result.Lease;
+        _own.Written(result.Lease!);
         Observe(result.Lease);
         var deadline = _time.Add(start, _options.RenewDeadline);
         if (_time.GetTimestamp() >= deadline)
@@ -414,8 +407,10 @@ public sealed partial class LeaderElector : IDisposable
     /// </summary>
     internal async Task ReleaseAsync(CancellationToken ct)
     {
+        // Only a record this process wrote: one that merely names us (a hand edit, a previous
+        // process) may be someone else's running claim, and releasing it would hand it to a third.
         var current = _observed;
-        if (current is null || current.Record.HolderIdentity != Me)
+        if (!_own.IsOurs(current, claiming: false))
         {
             return;
         }
@@ -425,18 +420,18 @@ public sealed partial class LeaderElector : IDisposable
         var result = await CallAsync("update", "release", token => _store.UpdateAsync(current, record, token), ct, interruptible: false);
         if (result.Failure == LeaseStoreFailure.Conflict
             && await CallAsync("get", "release", token => _store.GetAsync(token), ct, interruptible: false) is { Failure: null, Lease: { } fresh }
-            && fresh.Record == _attempted)
+            && _own.IsOurs(fresh, claiming: false))
         {
-            // The renew the step-down cancelled had landed after all (the record is exactly our
-            // last attempt): nobody else wrote, so release over that version instead of leaving
-            // the followers to wait for expiry.
+            // The renew the step-down cancelled had landed after all (the record is exactly one of
+            // our unanswered attempts): nobody else wrote, so release over that version instead of
+            // leaving the followers to wait for expiry.
             Observe(fresh);
             result = await CallAsync("update", "release", token => _store.UpdateAsync(fresh, record, token), ct, interruptible: false);
         }
 
         if (result.Failure is null)
         {
-            _ownWrite = result.Lease;
+            _own.Written(result.Lease!);
             Observe(result.Lease);
             LogReleased(_logger, _store.Description);
         }
@@ -460,17 +455,23 @@ public sealed partial class LeaderElector : IDisposable
     }
 
     /// <summary>
-    /// A change delivered by the watch. While we lead, anything but the echo of our own last write
-    /// may predate it — a watch resumed from an old version replays our earlier records, with
-    /// older terms, before the newest — so instead of believing it, renew now: the
-    /// compare-and-swap settles it, and the published term never goes back.
+    /// A change delivered by the watch. While we lead, our own record is believed; an earlier record
+    /// of our current claim (the late echo of a previous renew, or a resumed watch replaying) is
+    /// old news and ignored. Anything else may predate our last write too — a watch resumed from an
+    /// old version replays records with older terms before the newest — so instead of believing
+    /// it, renew now: the compare-and-swap settles it, and the published term never goes back.
     /// </summary>
     internal void ObserveChange(LeaseSnapshot? lease)
     {
-        if (_leading && (lease is null || !IsOwnWrite(lease)))
+        lease = Bounded(lease);
+        if (_leading && !_own.IsOurs(lease, claiming: true))
         {
-            LogContradicted(_logger, lease?.Record.HolderIdentity);
-            _nextAttemptAt = _time.GetTimestamp();
+            if (!_own.IsEarlierInTerm(lease))
+            {
+                LogContradicted(_logger, lease?.Record.HolderIdentity);
+                _nextAttemptAt = _time.GetTimestamp();
+            }
+
             return;
         }
 
@@ -480,8 +481,13 @@ public sealed partial class LeaderElector : IDisposable
     /// <summary>Records what the store holds, and when it last changed on our monotonic clock.</summary>
     internal void Observe(LeaseSnapshot? lease)
     {
+        lease = Bounded(lease);
         var now = _time.GetTimestamp();
-        if (!_hasObservation || lease?.Record != _observed?.Record || lease?.Uid != _observed?.Uid)
+
+        // A change is a new version or other content. Content alone misses a holder whose wall
+        // clock is frozen (it writes identical records); version alone misses a store that reuses
+        // a version with other content (such stores write a nonce into every record).
+        if (!_hasObservation || lease?.Version != _observed?.Version || lease?.Record != _observed?.Record || lease?.Uid != _observed?.Uid)
         {
             _observedChangedAt = now;
         }
@@ -490,7 +496,7 @@ public sealed partial class LeaderElector : IDisposable
         {
             _vanishedAvailableAt = 0;
         }
-        else if (_observed is { Record.IsReleased: false } vanished && !IsOurs(vanished))
+        else if (_observed is { Record.IsReleased: false } vanished && !_own.IsOurs(vanished, _leading))
         {
             // Deleted while held by someone else. That holder can no longer renew, but may claim
             // until its renew deadline: wait a full lease duration from now (ours if it is longer,
@@ -504,7 +510,7 @@ public sealed partial class LeaderElector : IDisposable
         _lastObservedAt = now;
         _readFailing = false;
 
-        if (_leading && lease?.Record.HolderIdentity != Me)
+        if (_leading && !_own.IsOurs(lease, claiming: true))
         {
             StepDown(lease is null ? "the lease was deleted" : $"the lease is now held by '{lease.Record.HolderIdentity}'");
         }
@@ -565,13 +571,13 @@ public sealed partial class LeaderElector : IDisposable
         catch (LeaseStoreException e)
         {
             failure = e.Reason;
-            message = e.Message;
+            message = Clip(e.Message);
         }
         catch (Exception e)
         {
             // A store bug must not end the election loop; it is reported and retried like an outage.
             failure = LeaseStoreFailure.Unavailable;
-            message = e.Message;
+            message = Clip(e.Message);
         }
 
         _metrics.RequestCompleted(verb, purpose, failure, _time.GetElapsedTime(started));
@@ -742,7 +748,7 @@ public sealed partial class LeaderElector : IDisposable
             {
                 var reason = e is LeaseStoreException lse ? lse.Reason : LeaseStoreFailure.Unavailable;
                 _metrics.RequestCompleted("watch", "observe", reason, TimeSpan.Zero);
-                LogWatchFailed(_logger, reason, e.Message, backoff.TotalMilliseconds);
+                LogWatchFailed(_logger, reason, Clip(e.Message), backoff.TotalMilliseconds);
             }
 
             if (healthy)
@@ -770,8 +776,19 @@ public sealed partial class LeaderElector : IDisposable
         }
     }
 
-    /// <summary>A new holder's term; saturates rather than wrapping into the past on a hostile record.</summary>
-    private static int NextTerm(int transitions) => transitions == int.MaxValue ? transitions : transitions + 1;
+    /// <summary>A store's error text can carry what a server sent; a log line gets a bounded part of it.</summary>
+    private static string Clip(string message) =>
+        message.Length <= 512 ? message : string.Concat(message.AsSpan(0, 512), $"… ({message.Length} characters)");
+
+    /// <summary>
+    /// A record whose holder is longer than any identity we accept is invalid (a hostile or broken
+    /// writer): it is kept as a claim by an unnamed holder, waited out and taken over like any
+    /// other, but its holder never reaches a log line, a status body or a metric label.
+    /// </summary>
+    private static LeaseSnapshot? Bounded(LeaseSnapshot? lease) =>
+        lease is { Record.HolderIdentity.Length: > LeaseRecord.MaxHolderIdentityLength }
+            ? lease with { Record = lease.Record with { HolderIdentity = $"<invalid holderIdentity of {lease.Record.HolderIdentity.Length} characters>" } }
+            : lease;
 
     /// <summary>Up to 20 % later, so candidates that failed together do not retry together.</summary>
     private static TimeSpan Jittered(TimeSpan value) => value * (1 + (Random.Shared.NextDouble() * 0.2));

@@ -141,13 +141,7 @@ public sealed partial class LeadershipState : IDisposable
         var before = _time.GetTimestamp();
         _current = next with { Revision = previous.Revision + 1 };
 
-        _claimTimer?.Dispose();
-        _claimTimer = null;
-        if (_current.ClaimDeadline is { } deadline)
-        {
-            var due = _time.GetElapsedTime(_time.GetTimestamp(), deadline);
-            _claimTimer = _time.CreateTimer(static s => ((LeadershipState)s!).OnClaimTimer(), this, due, Timeout.InfiniteTimeSpan);
-        }
+        ArmClaimTimer();
 
         // A leader whose term or lease changed (the lease was deleted and it created it again) is a
         // new claim in the history too.
@@ -173,10 +167,31 @@ public sealed partial class LeadershipState : IDisposable
         changed.SetResult();
     }
 
+    /// <summary>Arms the timer that demotes a leader status at its claim deadline, or disarms it.</summary>
+    private void ArmClaimTimer()
+    {
+        _claimTimer?.Dispose();
+        _claimTimer = null;
+        if (_current.ClaimDeadline is { } deadline)
+        {
+            var due = _time.GetElapsedTime(_time.GetTimestamp(), deadline);
+            _claimTimer = _time.CreateTimer(static s => ((LeadershipState)s!).OnClaimTimer(), this, due, Timeout.InfiniteTimeSpan);
+        }
+    }
+
     private void OnClaimTimer()
     {
         lock (_gate)
         {
+            // Timers run on a coarser clock than the deadline's and can fire a little early; then
+            // the deadline has not passed, and the push surfaces (leader file, gRPC Watch) would
+            // keep the claim forever if the elector's loop is wedged. Arm again for the rest.
+            if (_current.ClaimDeadline is { } deadline && _time.GetTimestamp() < deadline)
+            {
+                ArmClaimTimer();
+                return;
+            }
+
             DemoteIfClaimExpired();
         }
     }

@@ -18,6 +18,14 @@ public sealed record LeaseRecord(
     DateTimeOffset? RenewTime,
     int LeaseTransitions)
 {
+    /// <summary>
+    /// The longest holder identity accepted, in characters: far above any pod or host name with a
+    /// suffix (client-go uses <c>hostname_uuid</c>), far below what would hurt in a log line or a
+    /// metric label. A longer identity is a start-up error; a longer holder read from a store
+    /// makes that record invalid.
+    /// </summary>
+    public const int MaxHolderIdentityLength = 1024;
+
     /// <summary>True when no one holds the lease (never acquired, or released).</summary>
     public bool IsReleased => HolderIdentity.Length == 0;
 }

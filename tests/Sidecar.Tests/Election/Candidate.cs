@@ -68,6 +68,7 @@ internal sealed class Candidate : IDisposable
 internal sealed class CountingMetrics : IElectionMetrics
 {
     private int _slowPath;
+    private int _termExhausted;
 
     public int SlowPathCount => Volatile.Read(ref _slowPath);
 
@@ -76,6 +77,10 @@ internal sealed class CountingMetrics : IElectionMetrics
     }
 
     public void SlowPath() => Interlocked.Increment(ref _slowPath);
+
+    public int TermExhaustedCount => Volatile.Read(ref _termExhausted);
+
+    public void TermExhausted() => Interlocked.Increment(ref _termExhausted);
 }
 
 internal static class Eventually

@@ -145,9 +145,10 @@ public sealed class LeaderElectorTests : IDisposable
         var a = Candidate("a");
         await a.StepAsync();
 
-        // Someone rewrites the record (same holder) behind a's back: a's cached version is stale.
+        // The store moves the version without changing the record (a label edit on a Kubernetes
+        // Lease does): a's cached version is stale, the record is still exactly a's last write.
         var current = _store.Lease!;
-        _store.Overwrite(current.Record with { LeaseDurationSeconds = 20 });
+        _store.Overwrite(current.Record);
         var gets = _store.Requests("get");
         _time.Advance(TimeSpan.FromSeconds(2));
 
@@ -490,13 +491,40 @@ public sealed class LeaderElectorTests : IDisposable
     }
 
     [Fact]
-    public async Task The_term_never_wraps_around()
+    public async Task A_candidate_that_cannot_produce_a_new_term_does_not_lead()
     {
+        var a = Candidate("a");
         var b = Candidate("b");
-        _store.Overwrite(new LeaseRecord("", 1, null, null, int.MaxValue));
+        var exhausted = _store.Overwrite(new LeaseRecord("", 1, null, null, int.MaxValue));
 
+        Assert.False(await b.StepAsync());
+        Assert.False(await a.StepAsync());
+
+        // Two holders of term 2147483647 would share a fence; nobody takes the lease, loudly.
+        Assert.Equal(exhausted, _store.Lease);
+        Assert.Equal(1, b.Metrics.TermExhaustedCount);
+        Assert.Equal(1, a.Metrics.TermExhaustedCount);
+        Assert.False(b.Status.IsLeader);
+
+        // Deleting the lease starts a new fencing domain: a new uid, term 0.
+        _store.Delete();
+        _time.Advance(TimeSpan.FromSeconds(16));
         Assert.True(await b.StepAsync());
-        Assert.Equal(int.MaxValue, b.Status.Term);
+        Assert.Equal(0, b.Status.Term);
+        Assert.NotEqual(exhausted.Uid, b.Status.LeaseUid);
+    }
+
+    [Fact]
+    public async Task A_leader_keeps_its_term_at_the_maximum()
+    {
+        var a = Candidate("a");
+        _store.Overwrite(new LeaseRecord("", 1, null, null, int.MaxValue - 1));
+        Assert.True(await a.StepAsync());
+        _time.Advance(TimeSpan.FromSeconds(2));
+
+        Assert.True(await a.StepAsync());
+        Assert.Equal(int.MaxValue, a.Status.Term);
+        Assert.Equal(0, a.Metrics.TermExhaustedCount);
     }
 
     [Fact]
@@ -530,6 +558,70 @@ public sealed class LeaderElectorTests : IDisposable
 
         Assert.Equal(first + 1, second);
         Assert.Equal(second, a.Status.Revision);
+    }
+
+    [Fact]
+    public async Task A_follower_never_releases_a_record_that_names_it_but_that_it_did_not_write()
+    {
+        // a leads; a hand edit names follower b; b (correctly) waits it out, then is stopped.
+        var a = Candidate("a");
+        var b = Candidate("b");
+        Assert.True(await a.StepAsync());
+        var edited = _store.Overwrite(_store.Lease!.Record with { HolderIdentity = "b" });
+        Assert.False(await b.StepAsync());
+
+        await b.Elector.ReleaseAsync(CancellationToken.None);
+
+        // Releasing it would let a third candidate take the lease at once while a still claims.
+        Assert.Equal(edited, _store.Lease);
+    }
+
+    [Fact]
+    public async Task A_leader_releases_its_own_record()
+    {
+        var a = Candidate("a");
+        Assert.True(await a.StepAsync());
+        a.Elector.PublishView();
+
+        await a.Elector.ReleaseAsync(CancellationToken.None);
+
+        Assert.True(_store.Lease!.Record.IsReleased);
+    }
+
+    [Fact]
+    public async Task A_leader_whose_wall_clock_is_frozen_still_renews_in_the_followers_eyes()
+    {
+        // Every renew writes an identical record; only the version says it was renewed.
+        var a = Candidate("a");
+        var b = Candidate("b");
+        Assert.True(await a.StepAsync());
+        Assert.False(await b.StepAsync());
+
+        for (var i = 0; i < 15; i++)
+        {
+            _time.Advance(TimeSpan.FromSeconds(2));
+            a.Clock.WallClockOffset -= TimeSpan.FromSeconds(2);
+            Assert.True(await a.StepAsync());
+            Assert.Equal(new LeaseRecord("a", 15, Start, Start, 0), _store.Lease!.Record);
+            Assert.False(await b.StepAsync(), $"b took the lease {2 * (i + 1)} s in, while a renews");
+        }
+    }
+
+    [Fact]
+    public async Task A_record_with_an_oversized_holder_is_waited_out_and_never_echoed()
+    {
+        var b = Candidate("b");
+        var huge = new string('x', 5_000_000);
+        _store.Overwrite(new LeaseRecord(huge, 15, Start, Start, 4));
+
+        Assert.False(await b.StepAsync());
+        Assert.Equal(Role.Follower, b.Status.Role);
+        Assert.True(b.Status.Holder.Length <= LeaseRecord.MaxHolderIdentityLength, $"holder of {b.Status.Holder.Length} characters");
+        Assert.Equal("<invalid holderIdentity of 5000000 characters>", b.Status.Holder);
+
+        _time.Advance(TimeSpan.FromSeconds(15));
+        Assert.True(await b.StepAsync());
+        Assert.Equal(5, b.Status.Term);
     }
 
     private Candidate Candidate(string identity, ElectionOptions? options = null)

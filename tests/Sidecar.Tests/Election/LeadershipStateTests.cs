@@ -37,6 +37,37 @@ public sealed class LeadershipStateTests : IDisposable
     }
 
     [Fact]
+    public void A_claim_timer_that_fires_early_is_armed_again_so_push_surfaces_are_demoted()
+    {
+        // Timers run on a coarser clock than the deadline and fire up to a few ms early.
+        var time = new EarlyTimers(_time);
+        using var state = new LeadershipState(new ElectionOptions { Identity = "me", LeaseName = "app" }, time, NullLogger<LeadershipState>.Instance);
+        var pushed = new List<LeadershipStatus>();
+        state.Subscribe(pushed.Add);
+        state.Publish(Leader(TimeSpan.FromSeconds(10)));
+
+        _time.Advance(TimeSpan.FromSeconds(9.998));
+        Assert.Equal(Role.Leader, pushed[^1].Role);
+
+        // Nobody reads Current (the elector's loop is wedged): only the timer can demote.
+        _time.Advance(TimeSpan.FromMilliseconds(2));
+        Assert.Equal(Role.Unknown, pushed[^1].Role);
+    }
+
+    /// <summary>Timers that fire 2 ms early (at most half their due time).</summary>
+    private sealed class EarlyTimers(FakeTimeProvider inner) : TimeProvider
+    {
+        public override long GetTimestamp() => inner.GetTimestamp();
+
+        public override long TimestampFrequency => inner.TimestampFrequency;
+
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            inner.CreateTimer(callback, state, dueTime - TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(2).Ticks, dueTime.Ticks / 2)), period);
+    }
+
+    [Fact]
     public void An_already_expired_leader_status_is_never_shown()
     {
         _state.Publish(Leader(TimeSpan.Zero));

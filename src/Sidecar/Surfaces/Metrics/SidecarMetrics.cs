@@ -29,6 +29,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
 
     private readonly Gauge.Child _masterStatus;
     private readonly Counter.Child _slowPath;
+    private readonly Counter.Child _termExhausted;
     private readonly Counter _roleChanges;
     private readonly Gauge _role;
     private readonly Histogram.Child _renewDuration;
@@ -53,6 +54,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
 
         _masterStatus = factory.CreateGauge("leader_election_master_status", "1 while this replica leads the lease, else 0 (client-go's name).", "name").WithLabels(_name);
         _slowPath = factory.CreateCounter("leader_election_slowpath_total", "Renews whose fast path conflicted, so the lease was read again (client-go's name).", "name").WithLabels(_name);
+        _termExhausted = factory.CreateCounter("leader_sidecar_term_exhausted_total", "Attempts to take the lease refused because its term (leaseTransitions) is at its maximum; delete the lease to start a new one.", "name").WithLabels(_name);
         _roleChanges = factory.CreateCounter("leader_sidecar_role_changes_total", "Changes of this replica's role, by the role changed to.", "name", "role");
         _role = factory.CreateGauge("leader_sidecar_role", "1 for this replica's current role, 0 for the others.", "name", "role");
         _renewDuration = factory.CreateHistogram(
@@ -99,6 +101,8 @@ internal sealed class SidecarMetrics : IElectionMetrics
     }
 
     public void SlowPath() => _slowPath.Inc();
+
+    public void TermExhausted() => _termExhausted.Inc();
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
     public Task WriteAsync(Stream destination, CancellationToken cancellationToken) =>
