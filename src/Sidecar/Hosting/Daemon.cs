@@ -159,14 +159,14 @@ internal static partial class Daemon
             ApiClient api;
             try
             {
-                api = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment);
+                api = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment, time);
             }
             catch (ArgumentException e)
             {
                 throw new StartupException(e.Message + (options.Kubeconfig is null ? " (in-cluster configuration)" : " (--kubeconfig)"));
             }
 
-            return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
+            return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, options.Election.RequestTimeout, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
         }
 
         var store = new FileLeaseStore(options.LeaseDirectory, options.Namespace, options.LeaseName, time);

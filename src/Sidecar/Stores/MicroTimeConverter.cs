@@ -9,6 +9,10 @@ internal sealed class MicroTimeConverter : JsonConverter<DateTimeOffset?>
 {
     private const string Format = "yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'";
 
+    // A valid time is 27 characters; an invalid one is quoted in the error only this far, so a
+    // megabyte of junk in a time field never reaches a log line.
+    private const int MaxQuoted = 40;
+
     public override DateTimeOffset? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         if (reader.TokenType == JsonTokenType.Null)
@@ -19,7 +23,7 @@ internal sealed class MicroTimeConverter : JsonConverter<DateTimeOffset?>
         var text = reader.GetString();
         return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var value)
             ? value
-            : throw new JsonException($"invalid time \"{text}\"");
+            : throw new JsonException($"invalid time \"{Quote(text)}\"");
     }
 
     public override void Write(Utf8JsonWriter writer, DateTimeOffset? value, JsonSerializerOptions options)
@@ -32,5 +36,18 @@ internal sealed class MicroTimeConverter : JsonConverter<DateTimeOffset?>
         {
             writer.WriteNullValue();
         }
+    }
+
+    private static string Quote(string? text)
+    {
+        text ??= "";
+        var kept = text.Length <= MaxQuoted ? text : string.Concat(text.AsSpan(0, MaxQuoted), "…");
+        return string.Create(kept.Length, kept, static (span, source) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) ? ' ' : source[i];
+            }
+        });
     }
 }

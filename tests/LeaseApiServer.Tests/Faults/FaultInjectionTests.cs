@@ -207,4 +207,22 @@ public sealed class FaultInjectionTests : IAsyncLifetime
         _server.Faults.RefuseConnections = false;
         Assert.Equal(200, (await Api.SendAsync(fresh, HttpMethod.Get, $"{Leases}/golden")).Code);
     }
+
+    [Fact]
+    public async Task An_endless_line_sends_an_event_start_and_no_newline_to_matching_watches_only()
+    {
+        using var rule = _server.Faults.StreamEndlessLine(200_000, new RequestFilter(Token: "a"));
+        using var response = await _a.GetAsync($"{Leases}?watch=true", HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync();
+
+        var received = new byte[200_000];
+        await body.ReadExactlyAsync(received);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("{\"type\":\"ADDED\",\"object\":{", System.Text.Encoding.ASCII.GetString(received, 0, 40), StringComparison.Ordinal);
+        Assert.DoesNotContain((byte)'\n', received);
+        await Eventually.WaitUntilAsync(() => _server.Faults.EndlessLineBytesSent == 200_000, "the server counts what it sent");
+        await using var other = await WatchReader.OpenAsync(_b, $"{Leases}?watch=true");
+        Assert.Equal("ADDED", Json.Text(await other.NextAsync(), "type"));
+    }
 }

@@ -10,7 +10,9 @@ public sealed class FaultInjector
     private readonly List<(RequestFilter Filter, TimeSpan Delay)> _latencies = [];
     private readonly List<ErrorRule> _errors = [];
     private readonly List<HangRule> _hangs = [];
+    private readonly List<(RequestFilter Filter, long Bytes)> _endlessLines = [];
     private int _hungRequests;
+    private long _endlessLineBytes;
 
     /// <summary>While true, new connections are closed as soon as they are accepted, as if the API server
     /// were down behind a load balancer. Open connections stay (use <c>RestartAsync</c> to cut them).</summary>
@@ -83,7 +85,33 @@ public sealed class FaultInjector
         });
     }
 
-    /// <summary>Removes every latency, error and hang rule and releases hung requests.</summary>
+    /// <summary>Bytes of endless watch lines written so far (see <see cref="StreamEndlessLine"/>).</summary>
+    public long EndlessLineBytesSent => Interlocked.Read(ref _endlessLineBytes);
+
+    /// <summary>
+    /// Answers matching (authorized) watches with 200 and then one event line that never ends: up to
+    /// <paramref name="bytes"/> without a newline, as a broken proxy or a hostile server might send,
+    /// after which the stream stays open until the client leaves. Dispose to remove.
+    /// </summary>
+    public IDisposable StreamEndlessLine(long bytes = long.MaxValue, RequestFilter? filter = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1);
+        var rule = (filter ?? RequestFilter.Any, bytes);
+        lock (_gate)
+        {
+            _endlessLines.Add(rule);
+        }
+
+        return new Removal(() =>
+        {
+            lock (_gate)
+            {
+                _endlessLines.Remove(rule);
+            }
+        });
+    }
+
+    /// <summary>Removes every latency, error, hang and endless-line rule and releases hung requests.</summary>
     public void Clear()
     {
         HangRule[] hangs;
@@ -91,6 +119,7 @@ public sealed class FaultInjector
         {
             _latencies.Clear();
             _errors.Clear();
+            _endlessLines.Clear();
             hangs = [.. _hangs];
             _hangs.Clear();
         }
@@ -137,6 +166,17 @@ public sealed class FaultInjector
             return rule.Response;
         }
     }
+
+    /// <summary>How many bytes of endless line a watch gets instead of events, if a rule matches.</summary>
+    internal long? EndlessLineFor(string? token, string? leaseName)
+    {
+        lock (_gate)
+        {
+            return _endlessLines.Where(rule => rule.Filter.Matches(ApiVerb.Watch, token, leaseName)).Select(rule => (long?)rule.Bytes).FirstOrDefault();
+        }
+    }
+
+    internal void CountEndlessLineBytes(int bytes) => Interlocked.Add(ref _endlessLineBytes, bytes);
 
     internal async Task WaitWhileHungAsync(ApiVerb verb, string? token, string? leaseName, CancellationToken cancellationToken)
     {

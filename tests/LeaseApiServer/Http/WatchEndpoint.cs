@@ -40,6 +40,12 @@ internal sealed class WatchEndpoint(LeaseStore store, FaultInjector faults, Time
         await response.StartAsync(context.RequestAborted);
         await response.Body.FlushAsync(context.RequestAborted);
 
+        if (faults.EndlessLineFor(route.Token, route.AuthorizedName) is { } endless)
+        {
+            await WriteEndlessLineAsync(context, endless);
+            return;
+        }
+
         var start = store.Watch(route.Namespace, since);
         if (start.Expired)
         {
@@ -93,6 +99,39 @@ internal sealed class WatchEndpoint(LeaseStore store, FaultInjector faults, Time
         catch (OperationCanceledException) when (ending.IsCancellationRequested)
         {
             // Timeout, server stopping or client gone: the response simply ends.
+        }
+    }
+
+    /// <summary>The start of an event, then filler with no newline, then silence until the client leaves.</summary>
+    private async Task WriteEndlessLineAsync(HttpContext context, long bytes)
+    {
+        var body = context.Response.Body;
+        var chunk = new byte[64 * 1024];
+        chunk.AsSpan().Fill((byte)'x');
+        var start = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\""u8.ToArray();
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping);
+        try
+        {
+            await body.WriteAsync(start, ending.Token);
+            faults.CountEndlessLineBytes(start.Length);
+            for (var sent = (long)start.Length; sent < bytes;)
+            {
+                var size = (int)Math.Min(chunk.Length, bytes - sent);
+                await body.WriteAsync(chunk.AsMemory(0, size), ending.Token);
+                await body.FlushAsync(ending.Token);
+                faults.CountEndlessLineBytes(size);
+                sent += size;
+            }
+
+            await Task.Delay(Timeout.Infinite, ending.Token);
+        }
+        catch (OperationCanceledException) when (ending.IsCancellationRequested)
+        {
+            // The client gave up on the line, or the server is stopping.
+        }
+        catch (IOException)
+        {
+            // The connection is gone.
         }
     }
 

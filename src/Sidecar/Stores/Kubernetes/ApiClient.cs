@@ -1,4 +1,5 @@
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using k8s;
@@ -11,6 +12,11 @@ namespace LeaderSidecar.Stores.Kubernetes;
 /// its credentials (a token source, a token, or basic auth) on every request. The store uses no
 /// more of the client library than this, which keeps the native binary small.
 /// </summary>
+/// <remarks>
+/// A kubeconfig's server address may carry credentials (<c>https://user:password@host</c>, a token in
+/// the query): <see cref="BaseUri"/> keeps only scheme, host, port and path, and
+/// <see cref="Address"/> is the form for logs, which says credentials were there without showing them.
+/// </remarks>
 internal sealed class ApiClient : IDisposable
 {
     private readonly KubernetesClientConfiguration _config;
@@ -19,10 +25,16 @@ internal sealed class ApiClient : IDisposable
     {
         _config = config;
         Http = http;
-        BaseUri = new Uri(config.Host.TrimEnd('/'));
+        var server = new Uri(config.Host.TrimEnd('/'));
+        BaseUri = new Uri(server.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped));
+        Address = Redact(server);
     }
 
+    /// <summary>Where requests go: the server address without user info, query or fragment.</summary>
     public Uri BaseUri { get; }
+
+    /// <summary>The server address for logs, with user info and query replaced by <c>redacted</c>.</summary>
+    public string Address { get; }
 
     public HttpClient Http { get; }
 
@@ -32,6 +44,7 @@ internal sealed class ApiClient : IDisposable
         {
             // Pick up a moved API server endpoint (DNS) now and then; watches reconnect anyway.
             PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            ConnectCallback = ConnectWithKeepAliveAsync,
         };
 
         if (config.SkipTlsVerify)
@@ -72,6 +85,39 @@ internal sealed class ApiClient : IDisposable
         return new ApiClient(config, http);
     }
 
+    /// <summary>The server address with user info and query (where credentials hide) replaced.</summary>
+    public static string Redact(Uri server)
+    {
+        var userInfo = server.UserInfo.Length > 0 ? "redacted@" : "";
+        var query = server.Query.Length > 1 ? "?redacted" : "";
+        return $"{server.Scheme}://{userInfo}{server.Authority}{server.AbsolutePath}{query}";
+    }
+
+    /// <summary>
+    /// Connects with TCP keep-alive probes, as client-go's dialer does, so a watch on a connection
+    /// whose other end vanished (a half-open socket never errors by itself) fails within about a
+    /// minute: 30 s idle, then 3 probes 10 s apart. A quiet but live watch is not disturbed: the
+    /// server's kernel answers the probes.
+    /// </summary>
+    private static async ValueTask<Stream> ConnectWithKeepAliveAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, 30);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 10);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 3);
+            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The kubeconfig's client certificate and key (inline base64 PEM or files), if any.</summary>
     private static X509Certificate2? ClientCertificate(KubernetesClientConfiguration config)
     {
@@ -107,6 +153,9 @@ internal sealed class ApiClient : IDisposable
             request.Headers.Authorization = new AuthenticationHeaderValue("Basic", pair);
         }
     }
+
+    /// <summary>The API server refused our credentials (401): a token file is read again before the next request.</summary>
+    public void CredentialsRejected() => (_config.TokenProvider as RotatingTokenFile)?.Reject();
 
     public void Dispose() => Http.Dispose();
 }

@@ -41,10 +41,10 @@ internal static class KubernetesConnection
 
     /// <summary>
     /// The pod's own connection: <c>KUBERNETES_SERVICE_HOST</c>/<c>_PORT</c>, the service-account CA,
-    /// and its token, re-read whenever the kubelet rotates it.
+    /// and its token, read again every minute and after a 401, so a token the kubelet rotated is used.
     /// </summary>
     /// <exception cref="ArgumentException">Something is missing; the message names it.</exception>
-    public static ApiClient InCluster(Func<string, string?> environment, string serviceAccountDirectory = ServiceAccountDirectory)
+    public static ApiClient InCluster(Func<string, string?> environment, TimeProvider time, string serviceAccountDirectory = ServiceAccountDirectory)
     {
         var host = environment("KUBERNETES_SERVICE_HOST");
         var port = environment("KUBERNETES_SERVICE_PORT");
@@ -75,7 +75,7 @@ internal static class KubernetesConnection
         {
             Host = $"https://{hostPart}:{port}",
             SslCaCerts = ca,
-            TokenProvider = new RotatingTokenFile(tokenFile),
+            TokenProvider = new RotatingTokenFile(tokenFile, time),
         });
     }
 
@@ -89,35 +89,56 @@ internal static class KubernetesConnection
 }
 
 /// <summary>
-/// A bearer token read from a file and read again as soon as the file changes, so a token rotated
-/// by the kubelet is used by the very next request instead of after a cache period.
+/// The service-account token, read from its file and read again every <see cref="RefreshPeriod"/>
+/// and at once after the API server rejects it, as client-go's cached token file source does.
 /// </summary>
-internal sealed class RotatingTokenFile(string path) : ITokenProvider
+/// <remarks>
+/// The kubelet rotates the token by swapping a symlink (<c>token</c> → <c>..data/token</c>, with
+/// <c>..data</c> pointing at a new timestamped directory), so the file's own metadata says nothing:
+/// the link's write time and length never change. Reading on a period needs no metadata at all.
+/// </remarks>
+internal sealed class RotatingTokenFile(string path, TimeProvider time) : ITokenProvider
 {
+    /// <summary>
+    /// How long a token read from the file is used before the file is read again: a minute, as in
+    /// client-go. The kubelet writes a new token once the old one is 80 % through its lifetime (at
+    /// least 10 minutes), so the new one is on disk at least 2 minutes before the old one expires.
+    /// </summary>
+    public static readonly TimeSpan RefreshPeriod = TimeSpan.FromMinutes(1);
+
     private readonly Lock _gate = new();
-    private (DateTime Modified, long Length) _version;
     private string _token = "";
+    private long _readAt;
+    private bool _stale = true;
 
     public Task<AuthenticationHeaderValue> GetAuthenticationHeaderAsync(CancellationToken cancellationToken)
     {
         lock (_gate)
         {
-            var info = new FileInfo(path);
-            var version = info.Exists ? (info.LastWriteTimeUtc, info.Length) : default;
-            if (version != _version || _token.Length == 0)
+            if (_stale || time.GetElapsedTime(_readAt) >= RefreshPeriod)
             {
                 try
                 {
                     _token = File.ReadAllText(path).Trim();
-                    _version = version;
+                    _readAt = time.GetTimestamp();
+                    _stale = false;
                 }
-                catch (IOException) when (_token.Length > 0)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException && _token.Length > 0)
                 {
-                    // Mid-rotation: keep the previous token for this request.
+                    // Mid-rotation: keep the previous token for this request and read again next time.
                 }
             }
 
             return Task.FromResult(new AuthenticationHeaderValue("Bearer", _token));
+        }
+    }
+
+    /// <summary>The API server refused the token (401): read the file again before the next request.</summary>
+    public void Reject()
+    {
+        lock (_gate)
+        {
+            _stale = true;
         }
     }
 }

@@ -15,17 +15,41 @@ namespace LeaderSidecar.Stores.Kubernetes;
 /// <c>resourceVersion</c> they saw, and re-list when the server says it is too old (410).
 /// The client library provides the connection (TLS, credentials); the requests are ours.
 /// </summary>
+/// <remarks>
+/// Every LIST and every watch open (until the response headers) ends within the request timeout,
+/// and a watch whose resourceVersion is too old ends rather than re-listing inside a stream the
+/// elector believes healthy: the elector polls, and the next watch lists first. Every answer and
+/// every watch line is bounded by <see cref="MaxObjectBytes"/>; server-provided text reaches logs
+/// only shortened.
+/// </remarks>
 internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
 {
+    /// <summary>
+    /// The most bytes read for one answer or one watch line. etcd refuses writes over 1.5 MiB, so no
+    /// stored object is larger; a real Lease is a few kilobytes. 2 MiB leaves room for the JSON
+    /// encoding and the watch event around the object and still bounds what a hostile or broken
+    /// server can make us hold.
+    /// </summary>
+    public const int MaxObjectBytes = 2 * 1024 * 1024;
+
+    /// <summary>Server-provided text (a Status message, an unknown event type) is cut to this in messages and logs.</summary>
+    public const int MaxMessageChars = 256;
+
     private const int CachedObjects = 8;
+
+    // Enough of an error body for its Status message; the rest is not read.
+    private const int MaxErrorBytes = 64 * 1024;
 
     // The server ends each watch after this long and we resume: a stale connection cannot live long.
     private const int WatchTimeoutSeconds = 300;
 
-    // With bookmarks on, a live watch carries something at least about once a minute; silence this
-    // long means a dead connection (a half-open TCP socket never errors by itself).
-    private static readonly TimeSpan WatchIdleTimeout = TimeSpan.FromSeconds(90);
+    // A quiet lease sends nothing (many servers send no periodic bookmarks), and the server ends the
+    // watch itself after WatchTimeoutSeconds: that is a normal end, not a failure. Only silence past
+    // that promise means the connection or the server is broken. A connection whose other end
+    // vanished is found sooner by TCP keep-alive (see ApiClient).
+    private static readonly TimeSpan WatchIdleTimeout = TimeSpan.FromSeconds(WatchTimeoutSeconds + 30);
     private readonly TimeProvider _time;
+    private readonly TimeSpan _requestTimeout;
     private readonly ApiClient _api;
     private readonly string _namespace;
     private readonly string _name;
@@ -41,15 +65,18 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     private string? _resumeVersion;
     private LeaseSnapshot? _resumeLease;
 
-    public KubernetesLeaseStore(ApiClient api, string @namespace, string name, TimeProvider time, ILogger<KubernetesLeaseStore> logger)
+    /// <param name="requestTimeout">The longest a LIST or a watch open may take (the elector's request timeout).</param>
+    public KubernetesLeaseStore(ApiClient api, string @namespace, string name, TimeSpan requestTimeout, TimeProvider time, ILogger<KubernetesLeaseStore> logger)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(requestTimeout, TimeSpan.Zero);
         _time = time;
+        _requestTimeout = requestTimeout;
         _api = api;
         _namespace = @namespace;
         _name = name;
         _collection = $"{_api.BaseUri.ToString().TrimEnd('/')}/apis/coordination.k8s.io/v1/namespaces/{@namespace}/leases";
         _logger = logger;
-        Description = $"kubernetes lease {@namespace}/{name} at {api.BaseUri}";
+        Description = $"kubernetes lease {@namespace}/{name} at {api.Address}";
     }
 
     public string Description { get; }
@@ -112,45 +139,57 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             (version, state) = (_resumeVersion, _resumeLease);
         }
 
-        if (version is null)
-        {
-            (version, state) = await ListAsync(cancellationToken);
-        }
-
-        // The current state goes out only once the watch is open, so the caller can take the first
-        // item to mean "watching": a watch that cannot open (forbidden, say) yields nothing.
-        var pending = true;
+        // Resume where the last watch stopped; list only when there is nowhere to resume from, or
+        // the server says that point is gone (410). Each request ends within the request timeout,
+        // and nothing has been yielded yet, so the elector still polls meanwhile.
+        HttpResponseMessage? response;
+        var listed = false;
         while (true)
         {
-            using var response = await OpenWatchAsync(version, cancellationToken);
-            if (response is null)
+            if (version is null)
             {
-                LogWatchExpired(_logger, version ?? "");
                 (version, state) = await ListAsync(cancellationToken);
-                pending = true;
-                continue;
+                listed = true;
             }
 
-            if (pending)
+            response = await OpenWatchAsync(version, cancellationToken);
+            if (response is not null)
             {
-                pending = false;
-                yield return state;
+                break;
             }
 
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
-            var expired = false;
+            Expire(version);
+            if (listed)
+            {
+                // Even the fresh list's version is gone (heavy churn): let the caller back off.
+                yield break;
+            }
+
+            version = null;
+        }
+
+        using (response)
+        {
+            // The current state goes out only once the watch is open, so the caller can take the
+            // first item to mean "watching": a watch that cannot open (forbidden, say) yields nothing.
+            yield return state;
+
+            var reader = new WatchLineReader(await response.Content.ReadAsStreamAsync(cancellationToken), MaxObjectBytes);
             while (await ReadLineAsync(reader, cancellationToken) is { } line)
             {
-                if (line.Length == 0)
+                if (line.IsEmpty)
                 {
                     continue;
                 }
 
-                var change = ParseEvent(line);
+                var change = ParseEvent(line.Span);
                 if (change.Expired)
                 {
-                    expired = true;
-                    break;
+                    // 410 Gone: our resourceVersion was compacted away. End here, so the elector
+                    // marks the watch down and polls, and the next watch lists (within the request
+                    // timeout) before it yields: never a re-list inside a stream believed healthy.
+                    Expire(version);
+                    yield break;
                 }
 
                 version = change.Version ?? version;
@@ -169,24 +208,28 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
                 }
             }
 
-            if (!expired)
-            {
-                // The server ended the watch (its timeout); the caller reconnects and resumes.
-                yield break;
-            }
-
-            // 410 Gone: our resourceVersion was compacted away. Re-list and watch from there.
-            LogWatchExpired(_logger, version ?? "");
-            (version, state) = await ListAsync(cancellationToken);
-            pending = true;
+            // The server ended the watch (its timeout); the caller reconnects and resumes.
         }
     }
 
     public void Dispose() => _api.Dispose();
 
+    /// <summary>Forgets where to resume: the server no longer has <paramref name="version"/>, so the next watch lists.</summary>
+    private void Expire(string version)
+    {
+        LogWatchExpired(_logger, Shorten(version));
+        lock (_gate)
+        {
+            (_resumeVersion, _resumeLease) = (null, null);
+        }
+    }
+
     private async Task<(string Version, LeaseSnapshot? Lease)> ListAsync(CancellationToken cancellationToken)
     {
-        var list = await SendAsync(HttpMethod.Get, $"{_collection}?fieldSelector={Uri.EscapeDataString($"metadata.name={_name}")}", null, LeaseJsonContext.Default.LeaseList, cancellationToken);
+        var list = await WithinRequestTimeoutAsync(
+            "lease list",
+            timeout => SendAsync(HttpMethod.Get, $"{_collection}?fieldSelector={Uri.EscapeDataString($"metadata.name={_name}")}", null, LeaseJsonContext.Default.LeaseList, timeout),
+            cancellationToken);
         var lease = list.Items?.FirstOrDefault(l => l.Metadata?.Name == _name);
         var snapshot = lease is null ? null : Remember(lease);
         var version = list.Metadata?.ResourceVersion ?? "";
@@ -207,11 +250,13 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             request.Content = JsonContent.Create(body, LeaseJsonContext.Default.LeaseObject);
         }
 
-        using var response = await SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
+        using var response = await SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         try
         {
-            return await response.Content.ReadFromJsonAsync(answer, cancellationToken)
-                ?? throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{method} {uri}: empty answer");
+            var bytes = await ReadBoundedAsync(response.Content, MaxObjectBytes, cancellationToken)
+                ?? throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{method} answer larger than the {MaxObjectBytes}-byte limit");
+            return JsonSerializer.Deserialize(bytes.Span, answer)
+                ?? throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{method}: empty answer");
         }
         catch (Exception e) when (Failure(e, cancellationToken) is { } failure)
         {
@@ -229,7 +274,12 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             response = await _api.Http.SendAsync(request, completion, cancellationToken);
             if (!response.IsSuccessStatusCode && response.StatusCode != HttpStatusCode.Gone)
             {
-                throw FromStatus(response.StatusCode, await response.Content.ReadAsStringAsync(cancellationToken));
+                if (response.StatusCode == HttpStatusCode.Unauthorized)
+                {
+                    _api.CredentialsRejected();
+                }
+
+                throw FromStatus(response.StatusCode, await ReadErrorAsync(response.Content, cancellationToken));
             }
 
             return response;
@@ -256,7 +306,12 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         }
 
         using var request = new HttpRequestMessage(HttpMethod.Get, $"{_collection}?{query}");
-        var response = await SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+
+        // Only the open is bounded: once the headers are in, the stream runs for minutes.
+        var response = await WithinRequestTimeoutAsync(
+            "lease watch",
+            timeout => SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout),
+            cancellationToken);
         if (response.StatusCode == HttpStatusCode.Gone)
         {
             response.Dispose();
@@ -266,7 +321,70 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         return response;
     }
 
-    private async Task<string?> ReadLineAsync(StreamReader reader, CancellationToken cancellationToken)
+    /// <summary>Runs <paramref name="request"/> with the request timeout; running out of it is a <see cref="LeaseStoreFailure.Timeout"/>.</summary>
+    private async Task<T> WithinRequestTimeoutAsync<T>(string what, Func<CancellationToken, Task<T>> request, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_requestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return await request(linked.Token);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"{what} did not complete within the request timeout ({_requestTimeout.TotalSeconds:0.###} s)", e);
+        }
+    }
+
+    /// <summary>The whole body, or <see langword="null"/> when it is longer than <paramref name="limit"/> (not read further).</summary>
+    private static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength > limit)
+        {
+            return null;
+        }
+
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken);
+        var buffer = new byte[Math.Min(limit + 1, (int?)content.Headers.ContentLength + 1 ?? 16 * 1024)];
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length)
+            {
+                if (length > limit)
+                {
+                    return null;
+                }
+
+                Array.Resize(ref buffer, (int)Math.Min((long)buffer.Length * 2, (long)limit + 1));
+            }
+
+            var read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken);
+            if (read == 0)
+            {
+                return buffer.AsMemory(0, length);
+            }
+
+            length += read;
+        }
+    }
+
+    /// <summary>Enough of an error answer for its message; a body cut short only loses detail.</summary>
+    private static async Task<string> ReadErrorAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken);
+        var buffer = new byte[MaxErrorBytes];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken)) > 0)
+        {
+            length += read;
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+    }
+
+    private async Task<ReadOnlyMemory<byte>?> ReadLineAsync(WatchLineReader reader, CancellationToken cancellationToken)
     {
         using var idle = new CancellationTokenSource(WatchIdleTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
@@ -276,7 +394,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         }
         catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"lease watch silent for {WatchIdleTimeout.TotalSeconds:0} s; reconnecting", e);
+            throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"lease watch silent for {WatchIdleTimeout.TotalSeconds:0} s, past the server's own {WatchTimeoutSeconds} s timeout; reconnecting", e);
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {
@@ -284,7 +402,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         }
     }
 
-    private WatchChange ParseEvent(string line)
+    private WatchChange ParseEvent(ReadOnlySpan<byte> line)
     {
         WatchEventDocument? document;
         try
@@ -306,9 +424,14 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
                         return new WatchChange(null, null, IsChange: false, Expired: true);
                     }
 
+                    if (status.Code == 401)
+                    {
+                        _api.CredentialsRejected();
+                    }
+
                     throw FromStatus((HttpStatusCode)(status.Code ?? 500), document.Object.GetRawText());
                 default:
-                    throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"unexpected watch event type \"{document?.Type}\"");
+                    throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"unexpected watch event type \"{Shorten(document?.Type ?? "")}\"");
             }
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException)
@@ -401,10 +524,36 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         return Shorten(body.Split('\n')[0]);
     }
 
-    private static string Shorten(string text) => text.Length <= 300 ? text : string.Concat(text.AsSpan(0, 300), "…");
+    /// <summary>
+    /// Server-provided text as it may appear in a log: at most <see cref="MaxMessageChars"/>
+    /// characters, on one line (control characters become spaces, so nothing can forge a log line).
+    /// </summary>
+    internal static string Shorten(string text)
+    {
+        var cut = text.Length > MaxMessageChars;
+        var kept = cut ? text.AsSpan(0, MaxMessageChars - 1) : text.AsSpan();
+        if (kept.Length > 0 && char.IsHighSurrogate(kept[^1]))
+        {
+            kept = kept[..^1];
+        }
+
+        return string.Create(kept.Length + (cut ? 1 : 0), (Text: text, Length: kept.Length, Cut: cut), static (span, state) =>
+        {
+            for (var i = 0; i < state.Length; i++)
+            {
+                var c = state.Text[i];
+                span[i] = char.IsControl(c) ? ' ' : c;
+            }
+
+            if (state.Cut)
+            {
+                span[^1] = '…';
+            }
+        });
+    }
 
     [LoggerMessage(EventId = 600, EventName = "WatchExpired", Level = LogLevel.Information,
-        Message = "Lease watch from resourceVersion {ResourceVersion} is too old (410 Gone); re-listing")]
+        Message = "Lease watch from resourceVersion {ResourceVersion} is too old (410 Gone); the next watch lists first")]
     private static partial void LogWatchExpired(ILogger logger, string resourceVersion);
 
     private readonly record struct WatchChange(string? Version, LeaseSnapshot? Lease, bool IsChange, bool Expired);
