@@ -196,36 +196,45 @@ public sealed class FileLeaseStoreTests : IDisposable
         await NewStore().CreateAsync(Record("a"), _ct);
         var time = new FakeTimeProvider(Now);
         var store = new FileLeaseStore(_dir.Path, "default", "app", time);
-        await using var watch = store.WatchAsync(_ct).GetAsyncEnumerator(_ct);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(_ct);
+        var watch = store.WatchAsync(stop.Token).GetAsyncEnumerator(stop.Token);
         Assert.True(await watch.MoveNextAsync());
-
-        var next = watch.MoveNextAsync();
-        for (var period = 0; period < 100; period++)
+        var next = watch.MoveNextAsync().AsTask();
+        try
         {
-            var before = store.Rereads;
-            await Poll.UntilAsync(
-                () =>
-                {
-                    if (store.Rereads > before)
+            for (var period = 0; period < 100; period++)
+            {
+                var before = store.Rereads;
+                await Poll.UntilAsync(
+                    () =>
                     {
-                        return Task.FromResult(true);
-                    }
+                        if (store.Rereads > before)
+                        {
+                            return Task.FromResult(true);
+                        }
 
-                    time.Advance(TimeSpan.FromSeconds(1));
-                    return Task.FromResult(false);
-                },
-                TimeSpan.FromSeconds(10),
-                $"re-read {period + 1}");
+                        time.Advance(TimeSpan.FromSeconds(1));
+                        return Task.FromResult(false);
+                    },
+                    TimeSpan.FromSeconds(10),
+                    $"re-read {period + 1}");
+            }
+
+            Assert.False(next.IsCompleted);
+            Assert.Equal(1, store.PendingChangeWaits);
+
+            // The one wait still sees the next change.
+            var current = (await store.GetAsync(_ct))!;
+            var updated = await NewStore().UpdateAsync(current, Record("b", 1), _ct);
+            Assert.True(await next.WaitAsync(TimeSpan.FromSeconds(10), _ct));
+            Assert.Equal(updated, watch.Current);
         }
-
-        Assert.False(next.IsCompleted);
-        Assert.InRange(store.PendingChangeWaits, 1, 1);
-
-        // The one wait still sees the next change.
-        var current = (await store.GetAsync(_ct))!;
-        var updated = await NewStore().UpdateAsync(current, Record("b", 1), _ct);
-        Assert.True(await next.AsTask().WaitAsync(TimeSpan.FromSeconds(10), _ct));
-        Assert.Equal(updated, watch.Current);
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(next);
+            await watch.DisposeAsync();
+        }
     }
 
     [Fact]
