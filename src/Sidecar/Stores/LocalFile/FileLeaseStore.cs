@@ -26,8 +26,8 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// The most a lease file may hold. A record is a few hundred bytes, and a holder identity the
-    /// election accepts is far shorter than this; anything bigger was not written by a candidate,
+    /// The most a lease file may hold. A record is a few hundred bytes, and this leaves ample room
+    /// for long identities and hand-written files; anything bigger was not written by a candidate,
     /// and reading it whole (every second, by every candidate) would let one file exhaust memory.
     /// </summary>
     internal const int MaxRecordBytes = 64 * 1024;
@@ -63,7 +63,7 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
 
     public string Description => $"file lease {_path}";
 
-    /// <summary>Waits for a change notice that have not ended yet, over every watch; stays at one per idle watch.</summary>
+    /// <summary>How many waits for a change notice are pending, over every watch: one per idle watch.</summary>
     internal int PendingChangeWaits => Volatile.Read(ref _pendingChangeWaits);
 
     /// <summary>How many times a watch re-read the file because its slow poll came due.</summary>
