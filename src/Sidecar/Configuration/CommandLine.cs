@@ -35,7 +35,7 @@ internal static partial class CommandLine
             (b, v) => Enum.TryParse<BackendKind>(v, ignoreCase: true, out var kind) && !int.TryParse(v, out _)
                 ? Set(() => b.Options = b.Options with { Backend = kind })
                 : $"unknown backend \"{v}\" (use auto, file or kubernetes)"),
-        new("lease-dir", "DIR", "Directory of the file backend's lease files.", SidecarOptions.DefaultLeaseDirectory,
+        new("lease-dir", "DIR", "Directory of the file backend's lease files; it must not be writable by every user.", SidecarOptions.DefaultLeaseDirectory,
             (b, v) => Check(v.Length > 0, "lease directory must not be empty", () => b.Options = b.Options with { LeaseDirectory = v })),
         new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$KUBECONFIG",
             (b, v) => Check(v.Length > 0, "kubeconfig path must not be empty", () => b.Options = b.Options with { Kubeconfig = v })),

@@ -25,7 +25,8 @@ internal enum LogFormat
 /// <summary>Everything the daemon was configured with, after defaults, environment and flags.</summary>
 internal sealed record SidecarOptions
 {
-    public const string DefaultLeaseDirectory = "/tmp/leader-sidecar";
+    /// <summary>How <c>--help</c> names the default of <see cref="LeaseDirectory"/>.</summary>
+    public const string DefaultLeaseDirectory = "$XDG_RUNTIME_DIR/leader-sidecar, else /tmp/leader-sidecar-UID (private to this user)";
 
     public required string LeaseName { get; init; }
 
@@ -35,7 +36,11 @@ internal sealed record SidecarOptions
 
     public BackendKind Backend { get; init; } = BackendKind.Auto;
 
-    public string LeaseDirectory { get; init; } = DefaultLeaseDirectory;
+    /// <summary>
+    /// The file backend's directory as given (<c>--lease-dir</c>); <see langword="null"/>: the private
+    /// per-user default, which is held to stricter rules (Stores/LocalFile/LeaseDirectory.cs).
+    /// </summary>
+    public string? LeaseDirectory { get; init; }
 
     public string? Kubeconfig { get; init; }
 

@@ -169,7 +169,8 @@ internal static partial class Daemon
             return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, options.Election.RequestTimeout, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
         }
 
-        var store = new FileLeaseStore(options.LeaseDirectory, options.Namespace, options.LeaseName, time);
+        var directory = options.LeaseDirectory ?? LeaseDirectory.Default(environment);
+        var store = new FileLeaseStore(directory, options.Namespace, options.LeaseName, time, chosenByUser: options.LeaseDirectory is not null);
         if (store.CheckUsable() is { } problem)
         {
             throw new StartupException(problem + " (--lease-dir)");

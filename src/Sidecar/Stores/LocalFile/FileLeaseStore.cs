@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Threading.Channels;
 using LeaderSidecar.Election;
@@ -15,21 +16,41 @@ namespace LeaderSidecar.Stores.LocalFile;
 /// <remarks>
 /// The record is the Kubernetes Lease spec plus a <c>uid</c> and a <c>resourceVersion</c> counter.
 /// Every candidate must use the same directory, so it must be on a local file system that honours
-/// <c>flock</c> (not NFS).
+/// <c>flock</c> (not NFS). Whoever can write the directory decides who leads:
+/// <see cref="LeaseDirectory"/> says which directories are accepted, and no file in it is ever
+/// opened through a symbolic link or truncated in place.
 /// </remarks>
 internal sealed class FileLeaseStore : ILeaseStore, IDisposable
 {
     private static readonly TimeSpan LockRetry = TimeSpan.FromMilliseconds(2);
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// The most a lease file may hold. A record is a few hundred bytes, and this leaves ample room
+    /// for long identities and hand-written files; anything bigger was not written by a candidate,
+    /// and reading it whole (every second, by every candidate) would let one file exhaust memory.
+    /// </summary>
+    internal const int MaxRecordBytes = 64 * 1024;
+
+    /// <summary>A uid is ours (a GUID) or a hand-made word; it is echoed in statuses and logs, so it is kept short and plain.</summary>
+    private const int MaxUidLength = 64;
+
     private readonly string _directory;
     private readonly string _fileName;
     private readonly string _path;
     private readonly string _lockPath;
     private readonly TimeProvider _time;
+    private readonly bool _chosenByUser;
     private FileStream? _identityLock;
+    private int _pendingChangeWaits;
+    private long _rereads;
 
-    public FileLeaseStore(string directory, string @namespace, string name, TimeProvider time)
+    /// <param name="directory">Where the lease file lives.</param>
+    /// <param name="namespace">The lease's namespace.</param>
+    /// <param name="name">The lease's name.</param>
+    /// <param name="time">The clock of the slow re-read and the lock retries.</param>
+    /// <param name="chosenByUser">False for the default directory, which must be private; see <see cref="LeaseDirectory"/>.</param>
+    public FileLeaseStore(string directory, string @namespace, string name, TimeProvider time, bool chosenByUser = true)
     {
         _directory = Path.GetFullPath(directory);
         // '_' can appear in neither a namespace nor a lease name, so the file name is unambiguous.
@@ -37,33 +58,40 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         _path = Path.Combine(_directory, _fileName);
         _lockPath = _path + ".lock";
         _time = time;
+        _chosenByUser = chosenByUser;
     }
 
     public string Description => $"file lease {_path}";
 
+    /// <summary>How many waits for a change notice are pending, over every watch: one per idle watch.</summary>
+    internal int PendingChangeWaits => Volatile.Read(ref _pendingChangeWaits);
+
+    /// <summary>How many times a watch re-read the file because its slow poll came due.</summary>
+    internal long Rereads => Interlocked.Read(ref _rereads);
+
     /// <summary>
-    /// Creates the directory (owner-only) if needed and proves it is writable, so a bad
-    /// <c>--lease-dir</c> is a start-up error rather than an endless retry.
+    /// Creates the directory (owner-only) if needed, checks that it can be trusted
+    /// (<see cref="LeaseDirectory"/>) and proves it is writable, so a bad or squatted directory is a
+    /// start-up error rather than an endless retry or a lease in someone else's hands.
     /// </summary>
     /// <returns><see langword="null"/> when usable, else one line naming the problem.</returns>
     public string? CheckUsable()
     {
         try
         {
-            if (OperatingSystem.IsWindows())
+            if (LeaseDirectory.Prepare(_directory, _chosenByUser) is { } refused)
             {
-                Directory.CreateDirectory(_directory);
+                return $"lease directory {_directory} is not usable: {refused}";
             }
-            else
-            {
-                Directory.CreateDirectory(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            }
-            using (new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite))
+
+            using (OpenFile(_lockPath, write: true))
             {
             }
 
-            var probe = Path.Combine(_directory, $".probe-{Environment.ProcessId}");
-            File.WriteAllBytes(probe, []);
+            // A fresh random name created exclusively: it can be neither a planted link nor an
+            // existing file, so proving the directory writable can never truncate anything.
+            var probe = Path.Combine(_directory, $".probe-{RandomNumberGenerator.GetHexString(32, lowercase: true)}");
+            File.OpenHandle(probe, FileMode.CreateNew, FileAccess.Write).Dispose();
             File.Delete(probe);
             return null;
         }
@@ -85,7 +113,7 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         var path = Path.Combine(_directory, $".{_fileName}.identity-{hash}");
         try
         {
-            _identityLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            _identityLock = OpenLocked(path);
             return null;
         }
         catch (IOException e) when (IsLockedByOther(e))
@@ -126,8 +154,16 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
             throw new LeaseStoreException(LeaseStoreFailure.Conflict, $"{_fileName} was modified (version {stored.Version}, expected {current.Version})");
         }
 
-        var next = long.Parse(stored.Version, CultureInfo.InvariantCulture) + 1;
-        return Write(new LeaseSnapshot(record, next.ToString(CultureInfo.InvariantCulture), stored.Uid));
+        var version = long.Parse(stored.Version, CultureInfo.InvariantCulture);
+        if (version == long.MaxValue)
+        {
+            // Only a hand-made file gets here (a write a millisecond takes 292 million years). A
+            // wrapped or negative version would make the file invalid for every candidate, and
+            // restarting the count would reuse versions under this uid: refuse, and say how to go on.
+            throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{_path} is at resourceVersion {version}, which cannot grow; delete the file to start the lease again under a new uid");
+        }
+
+        return Write(new LeaseSnapshot(record, (version + 1).ToString(CultureInfo.InvariantCulture), stored.Uid));
     }
 
     public async IAsyncEnumerable<LeaseSnapshot?> WatchAsync([EnumeratorCancellation] CancellationToken cancellationToken)
@@ -160,16 +196,31 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
 
         var last = Read();
         yield return last;
+
+        // One wait for a change notice lives until a notice comes, across any number of idle
+        // re-reads: a fresh wait each second would leave one waiter and one token registration
+        // behind per second, freed only by the next change.
+        Task<bool>? changeNotice = null;
         while (true)
         {
+            changeNotice ??= WaitForChangeNoticeAsync(changed.Reader, cancellationToken);
             using (var pollCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
             {
-                await Task.WhenAny(changed.Reader.WaitToReadAsync(cancellationToken).AsTask(), Task.Delay(PollInterval, _time, pollCts.Token));
+                var woke = await Task.WhenAny(changeNotice, Task.Delay(PollInterval, _time, pollCts.Token));
                 await pollCts.CancelAsync();
+                if (woke != changeNotice)
+                {
+                    Interlocked.Increment(ref _rereads);
+                }
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            changed.Reader.TryRead(out _);
+            if (changeNotice.IsCompleted)
+            {
+                changeNotice = null;
+                changed.Reader.TryRead(out _);
+            }
+
             if (failure is not null)
             {
                 throw new LeaseStoreException(LeaseStoreFailure.Unavailable, $"watching {_directory} failed: {failure.Message}", failure);
@@ -184,16 +235,52 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         }
     }
 
+    private async Task<bool> WaitForChangeNoticeAsync(ChannelReader<bool> notices, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _pendingChangeWaits);
+        try
+        {
+            return await notices.WaitToReadAsync(cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingChangeWaits);
+        }
+    }
+
+    /// <summary>
+    /// Reads the lease file: at most <see cref="MaxRecordBytes"/>, never through a symbolic link.
+    /// What is wrong with a bad file is said without its content, which anyone who can write the
+    /// directory chooses.
+    /// </summary>
     private LeaseSnapshot? Read()
     {
         byte[] bytes;
+        int length;
         try
         {
-            bytes = File.ReadAllBytes(_path);
+            using var file = OpenFile(_path, write: false);
+            var size = file.Length;
+            if (size > MaxRecordBytes)
+            {
+                throw Invalid($"{size} bytes, more than the {MaxRecordBytes} a lease record may have");
+            }
+
+            bytes = new byte[size + 1];
+            length = file.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
+            if (length > size)
+            {
+                // Candidates replace the file by rename; only a writer in place makes it grow.
+                throw Invalid("it grew while being read (something writes it in place)");
+            }
         }
         catch (FileNotFoundException)
         {
             return null;
+        }
+        catch (IOException e) when (UnixFiles.IsSymbolicLink(e))
+        {
+            throw Invalid("it is a symbolic link, which is never followed");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -203,16 +290,22 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         FileLeaseDocument? document;
         try
         {
-            document = JsonSerializer.Deserialize(bytes, FileLeaseJsonContext.Default.FileLeaseDocument);
+            document = JsonSerializer.Deserialize(bytes.AsSpan(0, length), FileLeaseJsonContext.Default.FileLeaseDocument);
         }
         catch (JsonException e)
         {
-            throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{_path} is not a valid lease file: {e.Message}", e);
+            // JsonException's message can quote the file (a property path), so only the position is given.
+            throw Invalid($"not JSON of the lease file's shape (line {e.LineNumber}, byte {e.BytePositionInLine})", e);
         }
 
         if (document?.Spec is not { } spec || string.IsNullOrEmpty(document.Uid) || document.ResourceVersion < 1)
         {
-            throw new LeaseStoreException(LeaseStoreFailure.Invalid, $"{_path} is not a valid lease file: uid, resourceVersion or spec missing");
+            throw Invalid("uid, resourceVersion or spec missing");
+        }
+
+        if (document.Uid.Length > MaxUidLength || !document.Uid.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+        {
+            throw Invalid($"the uid must be at most {MaxUidLength} letters, digits, '-', '_' or '.'");
         }
 
         var record = new LeaseRecord(spec.HolderIdentity ?? "", spec.LeaseDurationSeconds ?? 0, spec.AcquireTime, spec.RenewTime, spec.LeaseTransitions ?? 0);
@@ -244,6 +337,37 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         }
     }
 
+    private LeaseStoreException Invalid(string why, Exception? inner = null) =>
+        new(LeaseStoreFailure.Invalid, $"{_path} is not a valid lease file: {why}", inner);
+
+    /// <summary>Opens (creating when <paramref name="write"/>) a file in the lease directory, never through a link.</summary>
+    private static FileStream OpenFile(string path, bool write) =>
+        UnixFiles.Supported
+            ? UnixFiles.Open(path, write, create: write)
+            : new FileStream(path, write ? FileMode.OpenOrCreate : FileMode.Open, write ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite);
+
+    /// <summary>Opens and exclusively locks (<c>flock</c>) a file in the lease directory without waiting.</summary>
+    private static FileStream OpenLocked(string path)
+    {
+        if (!UnixFiles.Supported)
+        {
+            // FileShare.None is an exclusive flock() on Unix.
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+
+        var file = UnixFiles.Open(path, write: true, create: true);
+        try
+        {
+            UnixFiles.LockExclusiveNow(file, path);
+            return file;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Takes the exclusive lock, waiting while another process holds it.</summary>
     private async Task<FileStream> LockAsync(CancellationToken cancellationToken)
     {
@@ -252,9 +376,9 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
             cancellationToken.ThrowIfCancellationRequested();
             try
             {
-                // FileShare.None is an exclusive flock() on Unix, released when the stream closes
-                // (or the process dies, so a crashed writer never leaves the lease locked).
-                return new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                // The flock() is released when the stream closes (or the process dies, so a
+                // crashed writer never leaves the lease locked).
+                return OpenLocked(_lockPath);
             }
             catch (IOException e) when (IsLockedByOther(e))
             {

@@ -1,5 +1,9 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores.LocalFile;
+using Microsoft.Extensions.Time.Testing;
 
 namespace LeaderSidecar.Tests.Stores.LocalFile;
 
@@ -184,6 +188,197 @@ public sealed class FileLeaseStoreTests : IDisposable
 
         Assert.NotNull(problem);
         Assert.StartsWith($"lease directory {_dir.File("not-a-dir")} is not usable", problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_idle_watch_holds_one_change_wait_however_many_rereads_pass()
+    {
+        await NewStore().CreateAsync(Record("a"), _ct);
+        var time = new FakeTimeProvider(Now);
+        var store = new FileLeaseStore(_dir.Path, "default", "app", time);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(_ct);
+        var watch = store.WatchAsync(stop.Token).GetAsyncEnumerator(stop.Token);
+        Assert.True(await watch.MoveNextAsync());
+        var next = watch.MoveNextAsync().AsTask();
+        try
+        {
+            for (var period = 0; period < 100; period++)
+            {
+                var before = store.Rereads;
+                await Poll.UntilAsync(
+                    () =>
+                    {
+                        if (store.Rereads > before)
+                        {
+                            return Task.FromResult(true);
+                        }
+
+                        time.Advance(TimeSpan.FromSeconds(1));
+                        return Task.FromResult(false);
+                    },
+                    TimeSpan.FromSeconds(10),
+                    $"re-read {period + 1}");
+            }
+
+            Assert.False(next.IsCompleted);
+            Assert.Equal(1, store.PendingChangeWaits);
+
+            // The one wait still sees the next change.
+            var current = (await store.GetAsync(_ct))!;
+            var updated = await NewStore().UpdateAsync(current, Record("b", 1), _ct);
+            Assert.True(await next.WaitAsync(TimeSpan.FromSeconds(10), _ct));
+            Assert.Equal(updated, watch.Current);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAny(next);
+            await watch.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_version_that_cannot_grow_is_refused_as_invalid_and_never_wraps()
+    {
+        await File.WriteAllTextAsync(
+            _dir.File("default_app.json"),
+            $$$"""{"uid":"u","resourceVersion":{{{long.MaxValue}}},"spec":{"holderIdentity":"a","leaseDurationSeconds":15,"leaseTransitions":3}}""",
+            _ct);
+        var store = NewStore();
+        var current = (await store.GetAsync(_ct))!;
+        Assert.Equal(long.MaxValue.ToString(CultureInfo.InvariantCulture), current.Version);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => store.UpdateAsync(current, Record("a", 3), _ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+        Assert.Contains("cannot grow", e.Message, StringComparison.Ordinal);
+        Assert.Equal(current, await NewStore().GetAsync(_ct));
+    }
+
+    [Fact]
+    public async Task A_record_of_exactly_the_size_limit_is_read()
+    {
+        var record = """{"uid":"u","resourceVersion":1,"spec":{"holderIdentity":"a"}}""";
+        await File.WriteAllTextAsync(_dir.File("default_app.json"), record.PadRight(FileLeaseStore.MaxRecordBytes), _ct);
+
+        Assert.Equal("a", (await NewStore().GetAsync(_ct))!.Record.HolderIdentity);
+    }
+
+    [Fact]
+    public async Task A_lease_file_over_the_size_limit_is_invalid_and_not_echoed()
+    {
+        var huge = new string('x', 4 * 1024 * 1024);
+        var content = $$$"""{"uid":"u","resourceVersion":1,"spec":{"holderIdentity":"{{{huge}}}"}}""";
+        await File.WriteAllTextAsync(_dir.File("default_app.json"), content, _ct);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().GetAsync(_ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+        Assert.Contains($"{Encoding.UTF8.GetByteCount(content)} bytes", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("xxxx", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_lease_file_one_byte_over_the_limit_is_invalid()
+    {
+        var record = """{"uid":"u","resourceVersion":1,"spec":{"holderIdentity":"a"}}""";
+        await File.WriteAllTextAsync(_dir.File("default_app.json"), record.PadRight(FileLeaseStore.MaxRecordBytes + 1), _ct);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().GetAsync(_ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+    }
+
+    [Fact]
+    public async Task A_malformed_file_is_reported_without_its_content()
+    {
+        var name = new string('A', 1000);
+        await File.WriteAllTextAsync(_dir.File("default_app.json"), $$$"""{"spec":{"{{{name}}}": }}""", _ct);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().GetAsync(_ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+        Assert.DoesNotContain("AAAA", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("a uid with spaces")]
+    [InlineData("0123456789012345678901234567890123456789012345678901234567890123456789")]
+    public async Task A_uid_that_is_not_a_short_plain_word_is_invalid(string uid)
+    {
+        await File.WriteAllTextAsync(_dir.File("default_app.json"), $$$"""{"uid":"{{{uid}}}","resourceVersion":1,"spec":{"holderIdentity":"a"}}""", _ct);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().GetAsync(_ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+        Assert.DoesNotContain(uid, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_link_planted_at_the_lock_file_is_not_followed()
+    {
+        using var elsewhere = new TempDirectory();
+        var precious = elsewhere.File("precious");
+        var absent = elsewhere.File("absent");
+        await File.WriteAllTextAsync(precious, "keep", _ct);
+        File.CreateSymbolicLink(_dir.File("default_app.json.lock"), absent);
+
+        var problem = NewStore().CheckUsable();
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().CreateAsync(Record("a"), _ct));
+
+        Assert.Contains("default_app.json.lock is a symbolic link", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain("\n", problem, StringComparison.Ordinal);
+        Assert.Equal(LeaseStoreFailure.Unavailable, e.Reason);
+        Assert.False(File.Exists(absent));
+
+        File.Delete(_dir.File("default_app.json.lock"));
+        File.CreateSymbolicLink(_dir.File("default_app.json.lock"), precious);
+        Assert.NotNull(NewStore().CheckUsable());
+        Assert.Equal("keep", await File.ReadAllTextAsync(precious, _ct));
+    }
+
+    [Fact]
+    public async Task A_link_planted_at_the_old_probe_name_is_not_followed()
+    {
+        using var elsewhere = new TempDirectory();
+        var precious = elsewhere.File("precious");
+        await File.WriteAllTextAsync(precious, "keep", _ct);
+        File.CreateSymbolicLink(_dir.File($".probe-{Environment.ProcessId}"), precious);
+
+        Assert.Null(NewStore().CheckUsable());
+
+        Assert.Equal("keep", await File.ReadAllTextAsync(precious, _ct));
+    }
+
+    [Fact]
+    public void A_link_planted_at_the_identity_file_is_not_followed()
+    {
+        using var elsewhere = new TempDirectory();
+        var absent = elsewhere.File("absent");
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("me")))[..16];
+        File.CreateSymbolicLink(_dir.File($".default_app.json.identity-{hash}"), absent);
+        using var store = NewStore();
+
+        var problem = store.ClaimIdentity("me");
+
+        Assert.Contains("is a symbolic link", problem, StringComparison.Ordinal);
+        Assert.False(File.Exists(absent));
+    }
+
+    [Fact]
+    public async Task A_lease_file_that_is_a_link_is_invalid_and_not_read_through()
+    {
+        using var elsewhere = new TempDirectory();
+        var precious = elsewhere.File("precious.json");
+        var record = """{"uid":"u","resourceVersion":1,"spec":{"holderIdentity":"a"}}""";
+        await File.WriteAllTextAsync(precious, record, _ct);
+        File.CreateSymbolicLink(_dir.File("default_app.json"), precious);
+
+        var e = await Assert.ThrowsAsync<LeaseStoreException>(() => NewStore().GetAsync(_ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, e.Reason);
+        Assert.Contains("symbolic link", e.Message, StringComparison.Ordinal);
+        Assert.Equal(record, await File.ReadAllTextAsync(precious, _ct));
     }
 
     public void Dispose() => _dir.Dispose();
