@@ -26,7 +26,7 @@ internal enum LogFormat
 internal sealed record SidecarOptions
 {
     /// <summary>How <c>--help</c> names the default of <see cref="LeaseDirectory"/>.</summary>
-    public const string DefaultLeaseDirectory = "$XDG_RUNTIME_DIR/leader-sidecar, else /tmp/leader-sidecar-UID (private to this user)";
+    public const string DefaultLeaseDirectory = "/tmp/leader-sidecar-UID (private to this user)";
 
     public required string LeaseName { get; init; }
 

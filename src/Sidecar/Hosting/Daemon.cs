@@ -72,7 +72,8 @@ internal static partial class Daemon
             services.GetRequiredService<LeadershipState>(),
             services.GetRequiredService<WatchStreams>(),
             time,
-            services.GetRequiredService<ILogger<Drain>>()));
+            services.GetRequiredService<ILogger<Drain>>(),
+            services.GetService<LeaderFileFlag>()));
         builder.Services.AddSingleton<Probes>();
         builder.Services.AddSingleton<SidecarMetrics>();
         builder.Services.AddGrpcSurface();
@@ -169,7 +170,7 @@ internal static partial class Daemon
             return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, options.Election.RequestTimeout, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
         }
 
-        var directory = options.LeaseDirectory ?? LeaseDirectory.Default(environment);
+        var directory = options.LeaseDirectory ?? LeaseDirectory.Default();
         var store = new FileLeaseStore(directory, options.Namespace, options.LeaseName, time, chosenByUser: options.LeaseDirectory is not null);
         if (store.CheckUsable() is { } problem)
         {

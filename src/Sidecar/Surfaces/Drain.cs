@@ -1,5 +1,6 @@
 using LeaderSidecar.Election;
 using LeaderSidecar.Surfaces.Grpc;
+using LeaderSidecar.Surfaces.LeaderFile;
 
 namespace LeaderSidecar.Surfaces;
 
@@ -16,7 +17,7 @@ namespace LeaderSidecar.Surfaces;
 /// not renewed during the wait, so followers take it when it expires anyway; a drain timeout
 /// longer than the lease duration cannot hold them off.
 /// </remarks>
-internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, WatchStreams streams, TimeProvider time, ILogger<Drain> logger) : IDisposable
+internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, WatchStreams streams, TimeProvider time, ILogger<Drain> logger, LeaderFileFlag? leaderFile = null) : IDisposable
 {
     /// <summary>How long the release waits for a <c>Watch</c> stream that does not take the step-down.</summary>
     public static readonly TimeSpan StepDownDeliveryTimeout = TimeSpan.FromSeconds(1);
@@ -46,6 +47,7 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     /// <summary>Waits for the app, as described on the class. Never throws but for <paramref name="cancellationToken"/>.</summary>
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
+        await LeaderFileRemovedAsync(cancellationToken);
         var status = state.Current;
         if (status.Holder != status.Identity)
         {
@@ -83,8 +85,18 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     /// Waits until every <c>Watch</c> stream has the current, stepped-down status on the wire (at
     /// most <see cref="StepDownDeliveryTimeout"/>); a <c>Resign</c> awaits it before its release.
     /// </summary>
-    public Task DeliverStepDownAsync(CancellationToken cancellationToken) =>
-        DeliverStepDownAsync(state.Current.Revision, cancellationToken);
+    public async Task DeliverStepDownAsync(CancellationToken cancellationToken)
+    {
+        await LeaderFileRemovedAsync(cancellationToken);
+        await DeliverStepDownAsync(state.Current.Revision, cancellationToken);
+    }
+
+    /// <summary>
+    /// The leader file is written off the election's path; before a release lets another replica
+    /// lead, its removal must have happened (bounded by the claim it was written with).
+    /// </summary>
+    private Task LeaderFileRemovedAsync(CancellationToken cancellationToken) =>
+        leaderFile?.WaitRemovedAsync(cancellationToken) ?? Task.CompletedTask;
 
     /// <summary>
     /// Even without a drain, every <c>Watch</c> stream gets the step-down onto the wire before the

@@ -21,7 +21,7 @@ public sealed class CommandLineTests
         Assert.Equal(TimeSpan.FromSeconds(2), options.RetryPeriod);
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4040, null), options.HttpAddress);
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4041, null), options.GrpcAddress);
-        Assert.Equal("/tmp/leader-sidecar", options.LeaseDirectory);
+        Assert.Null(options.LeaseDirectory);
         Assert.Null(options.LeaderFile);
         Assert.Null(options.ProbeAddress);
         Assert.Equal(TimeSpan.Zero, options.DrainTimeout);

@@ -120,15 +120,16 @@ public sealed class SurfacesTests : IAsyncLifetime
         using var watch = client.Watch(new WatchRequest(), cancellationToken: cts.Token);
         Assert.True(await watch.ResponseStream.MoveNext(cts.Token));
         Assert.Equal(Role.Leader, watch.ResponseStream.Current.Role);
-        Assert.True(File.Exists(leaderFile));
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(leaderFile)), Deadline, "the leader file is written");
 
         a.Terminate();
 
         var steppedDown = await NextAsync(watch.ResponseStream, s => s.Role != Role.Leader, cts.Token);
         Assert.True(steppedDown.Draining);
         Assert.Equal("a", steppedDown.Holder);
-        // The app has been told and the file is gone, but the lease is still held: it waits for the app.
-        Assert.False(File.Exists(leaderFile));
+        // The app has been told and the file is gone (the drain waits for its removal), but the
+        // lease is still held: it waits for the app.
+        await Poll.UntilAsync(() => Task.FromResult(!File.Exists(leaderFile)), Deadline, "the leader file is removed");
         Assert.Equal("a", LeaseHolder());
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await a.GetAsync("/leader")).Code);
 

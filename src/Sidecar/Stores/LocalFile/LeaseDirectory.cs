@@ -9,8 +9,9 @@ namespace LeaderSidecar.Stores.LocalFile;
 /// <remarks>
 /// The rules (checked on Linux; elsewhere only the directory's existence is):
 /// <list type="bullet">
-/// <item>The default directory is private: <c>$XDG_RUNTIME_DIR/leader-sidecar</c>, else
-/// <c>/tmp/leader-sidecar-UID</c>, created owner-only. It must be a real directory (not a symbolic
+/// <item>The default directory is private: <c>/tmp/leader-sidecar-UID</c>, created owner-only.
+/// Not <c>$XDG_RUNTIME_DIR</c>: a candidate started with it set and one started without it (a
+/// login shell and a cron job of the same user) would keep two leases, and both would lead. It must be a real directory (not a symbolic
 /// link), owned by this process's uid, and writable by nobody else.</item>
 /// <item>A directory given with <c>--lease-dir</c> is the user's choice: it may be reached through
 /// symbolic links, belong to another user and be group-writable (a team shares one directory
@@ -22,14 +23,9 @@ namespace LeaderSidecar.Stores.LocalFile;
 /// </remarks>
 internal static class LeaseDirectory
 {
-    /// <summary>The default directory for this user, from <paramref name="environment"/>.</summary>
-    public static string Default(Func<string, string?> environment)
+    /// <summary>The default directory for this user.</summary>
+    public static string Default()
     {
-        if (environment("XDG_RUNTIME_DIR") is { Length: > 0 } runtime && Path.IsPathFullyQualified(runtime))
-        {
-            return Path.Combine(runtime, "leader-sidecar");
-        }
-
         return UnixFiles.Supported
             ? $"/tmp/leader-sidecar-{UnixFiles.EffectiveUid}"
             : Path.Combine(Path.GetTempPath(), $"leader-sidecar-{Environment.UserName}");
