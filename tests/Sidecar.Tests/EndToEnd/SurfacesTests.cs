@@ -110,6 +110,22 @@ public sealed class SurfacesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task By_default_resign_over_tcp_is_refused_and_the_leader_stays_leader()
+    {
+        var a = await StartAsync("a");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        using var channel = GrpcChannels.For(a.GrpcAddress);
+        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await client.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromHours(1)) }));
+
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Equal("LEADER", await a.RoleAsync());
+        Assert.Equal(Role.Leader, (await client.GetStatusAsync(new GetStatusRequest())).Role);
+        await Poll.UntilAsync(() => Task.FromResult(a.Output.Contains("\"EventId\":510,", StringComparison.Ordinal)), Deadline, "the refusal logged");
+    }
+
+    [Fact]
     public async Task On_sigterm_every_surface_steps_down_then_the_app_confirms_then_the_lease_is_released()
     {
         var leaderFile = _dir.File("a.leader");
