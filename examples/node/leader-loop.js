@@ -5,9 +5,12 @@
 // means "not leader" until a new stream says otherwise. Node runs one callback at a time, so no unit
 // can start between a step-down arriving and being recorded.
 //
-//   LEADER_GRPC       the sidecar's gRPC address (default 127.0.0.1:4041), or unix:/path/to/socket
-//   LEADERSHIP_PROTO  path of leadership/v1/leadership.proto (default: this repository's copy)
+//   LEADER_GRPC                the sidecar's gRPC address (default 127.0.0.1:4041), or unix:/path/to/socket
+//   LEADERSHIP_PROTO           path of leadership/v1/leadership.proto (default: this repository's copy)
+//   LEADER_CONTROL_TOKEN_FILE  over TCP: a file holding the sidecar's control token (--control-token-file),
+//                              sent with ConfirmStopped; not needed over the unix socket
 'use strict';
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -17,6 +20,12 @@ const protoFile = process.env.LEADERSHIP_PROTO || path.join(__dirname, '../../pr
 const definition = protoLoader.loadSync(protoFile, { enums: String, longs: Number, defaults: true });
 const { Leadership } = grpc.loadPackageDefinition(definition).leadership.v1;
 const client = new Leadership(process.env.LEADER_GRPC || '127.0.0.1:4041', grpc.credentials.createInsecure());
+
+// Calls that change leadership (ConfirmStopped) carry the control token over TCP.
+const control = new grpc.Metadata();
+if (process.env.LEADER_CONTROL_TOKEN_FILE) {
+  control.set('authorization', `Bearer ${fs.readFileSync(process.env.LEADER_CONTROL_TOKEN_FILE, 'utf8').trim()}`);
+}
 
 let term = null; // the fencing term while this replica leads, null otherwise
 let last = null; // the last transition printed
@@ -38,7 +47,12 @@ function watch() {
     become(null, `STANDBY role=${status.role.replace('ROLE_', '')} holder=${status.holder}`);
     // The sidecar is shutting down and we have stopped: let it release the lease now rather than
     // at the end of its --drain-timeout (harmless without one).
-    if (status.draining) client.confirmStopped({}, { deadline: Date.now() + 5000 }, () => {});
+    // A refusal (no token over TCP) is reported; the sidecar releases at the end of its drain anyway.
+    if (status.draining) {
+      client.confirmStopped({}, control, { deadline: Date.now() + 5000 }, (e) => {
+        if (e) console.error(`ConfirmStopped failed: ${grpc.status[e.code]}`);
+      });
+    }
   });
   // A stream that fails or ends means "not leader": stop, back off, reconnect.
   const lost = (why) => {

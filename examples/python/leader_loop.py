@@ -6,7 +6,9 @@ time, only while the newest status says ROLE_LEADER. Any other status stops the 
 so does a broken stream: it means "not leader" until a new stream says otherwise.
 
 Needs grpcio, protobuf, and leadership_pb2 generated from the sidecar's proto (see README.md).
-  LEADER_GRPC   the sidecar's gRPC address (default 127.0.0.1:4041), or unix:/path/to/socket
+  LEADER_GRPC                the sidecar's gRPC address (default 127.0.0.1:4041), or unix:/path/to/socket
+  LEADER_CONTROL_TOKEN_FILE  over TCP: a file holding the sidecar's control token (--control-token-file),
+                             sent with ConfirmStopped; not needed over the unix socket
 """
 import os
 import signal
@@ -33,6 +35,15 @@ def become(new_term, line):
             last = line
 
 
+def control_metadata():
+    """The control token as call metadata, for calls that change leadership over TCP."""
+    path = os.environ.get("LEADER_CONTROL_TOKEN_FILE")
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return (("authorization", "Bearer " + f.read().strip()),)
+
+
 def watch(channel):
     # Generic stubs over the generated messages: no gRPC code generator needed.
     open_watch = channel.unary_stream("/leadership.v1.Leadership/Watch",
@@ -41,6 +52,7 @@ def watch(channel):
     confirm_stopped = channel.unary_unary("/leadership.v1.Leadership/ConfirmStopped",
                                           request_serializer=pb.ConfirmStoppedRequest.SerializeToString,
                                           response_deserializer=pb.ConfirmStoppedResponse.FromString)
+    metadata = control_metadata()
     backoff = 0.5
     while not stopping.is_set():
         try:
@@ -54,7 +66,12 @@ def watch(channel):
                 if status.draining:
                     # The sidecar is shutting down and we have stopped: let it release the lease
                     # now rather than at the end of its --drain-timeout (harmless without one).
-                    confirm_stopped(pb.ConfirmStoppedRequest(), timeout=5)
+                    try:
+                        confirm_stopped(pb.ConfirmStoppedRequest(), timeout=5, metadata=metadata)
+                    except grpc.RpcError as e:
+                        # Refused (no token over TCP) or the sidecar already gone: it releases at
+                        # the end of its drain anyway.
+                        print(f"ConfirmStopped failed: {e.code().name}", file=sys.stderr, flush=True)
             error = "stream ended"
         except grpc.RpcError as e:
             error = e.code().name

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
@@ -26,15 +27,15 @@ internal static partial class CommandLine
     private static readonly Flag[] Flags =
     [
         new("lease-name", "NAME", "Name of the lease to compete for (required).", null,
-            (b, v) => Check(IsDnsSubdomain(v), $"lease name \"{v}\" is not a valid Kubernetes name (lowercase letters, digits, '-' and '.', at most 253)", () => b.Options = b.Options with { LeaseName = v })),
-        new("identity", "ID", "This candidate's identity; must be unique among candidates.", "$POD_NAME, else the host name",
-            (b, v) => Check(v.Length > 0, "identity must not be empty", () => b.Options = b.Options with { Identity = v })),
+            (b, v) => LeaseNameProblem(v) ?? Set(() => b.Options = b.Options with { LeaseName = v })),
+        new("identity", "ID", $"This candidate's identity; must be unique among candidates (at most {SidecarOptions.MaxIdentityLength} characters).", "$POD_NAME, else the host name",
+            (b, v) => IdentityProblem(v) ?? Set(() => b.Options = b.Options with { Identity = v })),
         new("namespace", "NS", "Namespace of the lease.", "$POD_NAMESPACE, else the service-account namespace, else default",
-            (b, v) => Check(IsDnsLabel(v), $"namespace \"{v}\" is not a valid Kubernetes namespace (lowercase letters, digits and '-', at most 63)", () => b.Options = b.Options with { Namespace = v })),
+            (b, v) => NamespaceProblem(v) ?? Set(() => b.Options = b.Options with { Namespace = v })),
         new("backend", "auto|file|kubernetes", "Lease store. auto picks kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with a kubeconfig, else file.", "auto",
-            (b, v) => Enum.TryParse<BackendKind>(v, ignoreCase: true, out var kind) && !int.TryParse(v, out _)
+            (b, v) => ParseBackend(v) is { } kind
                 ? Set(() => b.Options = b.Options with { Backend = kind })
-                : $"unknown backend \"{v}\" (use auto, file or kubernetes)"),
+                : $"unknown backend {Quote(v)} (use auto, file or kubernetes)"),
         new("lease-dir", "DIR", "Directory of the file backend's lease files; it must not be writable by every user.", SidecarOptions.DefaultLeaseDirectory,
             (b, v) => Check(v.Length > 0, "lease directory must not be empty", () => b.Options = b.Options with { LeaseDirectory = v })),
         new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$KUBECONFIG",
@@ -49,42 +50,46 @@ internal static partial class CommandLine
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { HttpAddress = a })),
         new("grpc-address", "HOST:PORT|unix:PATH", "Where the gRPC surface listens, h2c (leadership.v1.Leadership, grpc.health.v1.Health); a unix socket is created owner-only.", "127.0.0.1:4041",
             (b, v) => Address(v, allowUnixSocket: true, a => b.Options = b.Options with { GrpcAddress = a })),
+        new("control-token-file", "PATH", "A file holding a token: gRPC calls that change leadership (Resign, ConfirmStopped) over TCP are accepted when they carry the metadata \"authorization: Bearer TOKEN\". Over a unix socket the socket's owner-only mode is the gate.", null,
+            (b, v) => Check(Path.IsPathFullyQualified(v), $"control token file path must be absolute ({Quote(v)})", () => b.ControlTokenFile = v)),
+        new("allow-tcp-control", "true|false", "Accept Resign and ConfirmStopped over TCP from any local process, without a token. Only where nobody else can reach the gRPC port, such as a pod's own loopback.", "false",
+            (b, v) => ParseSwitch(v) is { } on ? Set(() => b.Options = b.Options with { AllowTcpControl = on }) : $"expected true or false, not {Quote(v)}", IsSwitch: true),
         new("probe-address", "HOST:PORT", "A second HTTP listener with only /healthz, /readyz and /metrics, for the kubelet and Prometheus (off by default).", null,
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { ProbeAddress = a })),
         new("drain-timeout", "DURATION", "On shutdown, after stepping down, how long to wait for the app to confirm over gRPC (ConfirmStopped) before releasing; 0 = release at once.", "0",
-            (b, v) => !GoDuration.TryParse(v, out var d, out var error) ? error
-                : d < TimeSpan.Zero ? $"drain timeout must not be negative (\"{v}\")"
-                : Set(() => b.Options = b.Options with { DrainTimeout = d })),
+            (b, v) => Duration(v, d => b.Options = b.Options with { DrainTimeout = d })),
         new("leader-file", "PATH", "A file that exists only while this replica leads (off by default).", null,
-            (b, v) => Check(Path.IsPathFullyQualified(v), $"leader file path must be absolute (\"{v}\")", () => b.Options = b.Options with { LeaderFile = v })),
+            (b, v) => Check(Path.IsPathFullyQualified(v), $"leader file path must be absolute ({Quote(v)})", () => b.Options = b.Options with { LeaderFile = v })),
         new("log-format", "json|text", "Log format: one JSON object a line, or text.", "json",
             (b, v) => v switch
             {
                 "json" => Set(() => b.Options = b.Options with { LogFormat = LogFormat.Json }),
                 "text" => Set(() => b.Options = b.Options with { LogFormat = LogFormat.Text }),
-                _ => $"unknown log format \"{v}\" (use json or text)",
+                _ => $"unknown log format {Quote(v)} (use json or text)",
             }),
         new("log-level", "LEVEL", "Least severe level logged: trace, debug, info, warn, error.", "info",
-            (b, v) => ParseLevel(v) is { } level ? Set(() => b.Options = b.Options with { LogLevel = level }) : $"unknown log level \"{v}\" (use trace, debug, info, warn or error)"),
+            (b, v) => ParseLevel(v) is { } level ? Set(() => b.Options = b.Options with { LogLevel = level }) : $"unknown log level {Quote(v)} (use trace, debug, info, warn or error)"),
     ];
 
     /// <summary>Reads the configuration from <paramref name="args"/> and the environment.</summary>
     public static ParseResult Parse(IReadOnlyList<string> args, Func<string, string?> environment)
     {
+        var podName = NonEmpty(environment("POD_NAME"));
+        var podNamespace = NonEmpty(environment("POD_NAMESPACE"));
         var builder = new Builder
         {
             Options = new SidecarOptions
             {
                 LeaseName = "",
-                Identity = NonEmpty(environment("POD_NAME")) ?? Environment.MachineName,
-                Namespace = NonEmpty(environment("POD_NAMESPACE")) ?? ReadServiceAccountNamespace() ?? "default",
+                Identity = podName ?? Environment.MachineName,
+                Namespace = podNamespace ?? ReadServiceAccountNamespace() ?? "default",
                 Kubeconfig = NonEmpty(environment("KUBECONFIG")),
             },
         };
 
         foreach (var flag in Flags)
         {
-            if (NonEmpty(environment(flag.EnvironmentName)) is { } value && flag.Apply(builder, value) is { } problem)
+            if (NonEmpty(environment(flag.EnvironmentName)) is { } value && Apply(flag, builder, value) is { } problem)
             {
                 return new ParseResult.Invalid($"{problem} (from ${flag.EnvironmentName})");
             }
@@ -121,6 +126,10 @@ internal static partial class CommandLine
             {
                 value = arg[(equals + 1)..];
             }
+            else if (flag.IsSwitch)
+            {
+                value = "true";
+            }
             else if (i + 1 < args.Count)
             {
                 value = args[++i];
@@ -130,7 +139,7 @@ internal static partial class CommandLine
                 return new ParseResult.Invalid($"flag --{name} needs a value ({flag.ValueName})");
             }
 
-            if (flag.Apply(builder, value) is { } problem)
+            if (Apply(flag, builder, value) is { } problem)
             {
                 return new ParseResult.Invalid($"{problem} (from --{name})");
             }
@@ -141,13 +150,61 @@ internal static partial class CommandLine
             return new ParseResult.Invalid("missing --lease-name (or $LEADER_SIDECAR_LEASE_NAME): the name of the lease to compete for");
         }
 
+        // The defaults come from the pod or the host rather than a flag: checked the same way.
         var options = builder.Options;
+        if (IdentityProblem(options.Identity) is { } badIdentity)
+        {
+            return new ParseResult.Invalid($"{badIdentity} (from {(podName is null ? "the host name" : "$POD_NAME")})");
+        }
+
+        if (NamespaceProblem(options.Namespace) is { } badNamespace)
+        {
+            return new ParseResult.Invalid($"{badNamespace} (from {(podNamespace is null ? "the service-account namespace file" : "$POD_NAMESPACE")})");
+        }
+
         if (options.Election.Validate() is { } invalid)
         {
             return new ParseResult.Invalid($"invalid timing: {invalid}");
         }
 
+        if (builder.ControlTokenFile is { } tokenFile)
+        {
+            if (ControlToken.Read(tokenFile, out var tokenProblem) is not { } token)
+            {
+                return new ParseResult.Invalid($"{tokenProblem} (--control-token-file)");
+            }
+
+            options = options with { ControlToken = token };
+        }
+
         return new ParseResult.Run(options);
+    }
+
+    /// <summary>
+    /// Quotes a value the user gave for an error line: control characters escaped, so the line stays
+    /// one line, and a long value cut short, so the line stays readable.
+    /// </summary>
+    public static string Quote(string value)
+    {
+        const int Shown = 100;
+        var shown = value.Length <= Shown ? value : value[..(char.IsHighSurrogate(value[Shown - 1]) ? Shown - 1 : Shown)];
+        var text = new StringBuilder(shown.Length + 2).Append('"');
+        foreach (var c in shown)
+        {
+            _ = c switch
+            {
+                '"' => text.Append("\\\""),
+                '\\' => text.Append("\\\\"),
+                '\n' => text.Append("\\n"),
+                '\r' => text.Append("\\r"),
+                '\t' => text.Append("\\t"),
+                _ when char.IsControl(c) => text.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}"),
+                _ => text.Append(c),
+            };
+        }
+
+        text.Append('"');
+        return shown.Length == value.Length ? text.ToString() : text.Append(CultureInfo.InvariantCulture, $"... ({value.Length} characters)").ToString();
     }
 
     public static string Version =>
@@ -163,7 +220,7 @@ internal static partial class CommandLine
         text.AppendLine("Flags (each also read from the environment variable shown):");
         foreach (var flag in Flags)
         {
-            text.AppendLine($"  --{flag.Name} {flag.ValueName}");
+            text.AppendLine(flag.IsSwitch ? $"  --{flag.Name}" : $"  --{flag.Name} {flag.ValueName}");
             text.AppendLine($"      {flag.Help}");
             text.AppendLine(flag.Default is null
                 ? $"      env {flag.EnvironmentName}"
@@ -174,7 +231,7 @@ internal static partial class CommandLine
         text.AppendLine("  --version    Print the version.");
         text.AppendLine();
         text.AppendLine("Timing must satisfy lease-duration > renew-deadline > 1.2 x retry-period > 0.");
-        text.AppendLine("Durations are written like 15s, 500ms or 1m30s. Bad input exits with code 2.");
+        text.AppendLine($"Durations are written like 15s, 500ms or 1m30s, at most {GoDuration.Format(SidecarOptions.MaxDuration)}. Bad input exits with code 2.");
         return text.ToString();
     }
 
@@ -195,6 +252,10 @@ internal static partial class CommandLine
         return null;
     }
 
+    /// <summary>
+    /// Every duration flag has the same bounds: not negative, and at most a day, far below what
+    /// the timers and the lease's whole-second field can hold.
+    /// </summary>
     private static string? Duration(string value, Action<TimeSpan> apply)
     {
         if (!GoDuration.TryParse(value, out var duration, out var error))
@@ -202,9 +263,51 @@ internal static partial class CommandLine
             return error;
         }
 
+        if (duration < TimeSpan.Zero)
+        {
+            return $"duration {Quote(value)} must not be negative";
+        }
+
+        if (duration > SidecarOptions.MaxDuration)
+        {
+            return $"duration {Quote(value)} is longer than {GoDuration.Format(SidecarOptions.MaxDuration)}";
+        }
+
         apply(duration);
         return null;
     }
+
+    /// <summary>Applies one flag's value; no flag takes control characters (a newline would name another lease, or split a log line).</summary>
+    private static string? Apply(Flag flag, Builder builder, string value) =>
+        value.Any(char.IsControl) ? $"{Quote(value)} contains a control character" : flag.Apply(builder, value);
+
+    private static string? IdentityProblem(string value) =>
+        value.Length == 0 ? "identity must not be empty"
+        : value.Length > SidecarOptions.MaxIdentityLength ? $"identity {Quote(value)} is longer than {SidecarOptions.MaxIdentityLength} characters"
+        : value.Any(char.IsControl) ? $"identity {Quote(value)} contains a control character"
+        : null;
+
+    private static string? LeaseNameProblem(string value) =>
+        IsDnsSubdomain(value) ? null : $"lease name {Quote(value)} is not a valid Kubernetes name (lowercase letters, digits, '-' and '.', at most 253)";
+
+    private static string? NamespaceProblem(string value) =>
+        IsDnsLabel(value) ? null : $"namespace {Quote(value)} is not a valid Kubernetes namespace (lowercase letters, digits and '-', at most 63)";
+
+    // Enum.TryParse would also take "file,kubernetes" (flags), " file" and numbers.
+    private static BackendKind? ParseBackend(string value) => value.ToLowerInvariant() switch
+    {
+        "auto" => BackendKind.Auto,
+        "file" => BackendKind.File,
+        "kubernetes" => BackendKind.Kubernetes,
+        _ => null,
+    };
+
+    private static bool? ParseSwitch(string value) => value.ToLowerInvariant() switch
+    {
+        "true" => true,
+        "false" => false,
+        _ => null,
+    };
 
     private static string? Address(string value, bool allowUnixSocket, Action<ListenAddress> apply)
     {
@@ -246,17 +349,19 @@ internal static partial class CommandLine
         }
     }
 
-    private static bool IsDnsSubdomain(string value) => value.Length <= 253 && DnsSubdomain().IsMatch(value);
+    internal static bool IsDnsSubdomain(string value) => value.Length <= 253 && DnsSubdomain().IsMatch(value);
 
     private static bool IsDnsLabel(string value) => value.Length <= 63 && DnsLabel().IsMatch(value);
 
-    [GeneratedRegex(@"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
+    // \z, not $: $ also matches before a final newline, and "app\n" would name another lease.
+    [GeneratedRegex(@"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\z")]
     private static partial Regex DnsSubdomain();
 
-    [GeneratedRegex(@"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    [GeneratedRegex(@"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\z")]
     private static partial Regex DnsLabel();
 
-    private sealed record Flag(string Name, string ValueName, string Help, string? Default, Func<Builder, string, string?> Apply)
+    /// <param name="IsSwitch">A flag without a value (<c>--flag</c> means true; <c>--flag=false</c> also works).</param>
+    private sealed record Flag(string Name, string ValueName, string Help, string? Default, Func<Builder, string, string?> Apply, bool IsSwitch = false)
     {
         public string EnvironmentName => "LEADER_SIDECAR_" + Name.Replace('-', '_').ToUpperInvariant();
     }
@@ -265,5 +370,8 @@ internal static partial class CommandLine
     private sealed class Builder
     {
         public required SidecarOptions Options { get; set; }
+
+        /// <summary>Read once every flag is in, so that only the file that wins is read.</summary>
+        public string? ControlTokenFile { get; set; }
     }
 }

@@ -38,6 +38,12 @@ internal static class GoDuration
             s = s[1..];
         }
 
+        if (s.Length == 0)
+        {
+            error = $"invalid duration {Quoted(text)} (a sign alone is not a duration)";
+            return false;
+        }
+
         if (s == "0")
         {
             return true;
@@ -52,9 +58,13 @@ internal static class GoDuration
                 numberEnd++;
             }
 
-            if (numberEnd == 0 || !decimal.TryParse(s[..numberEnd], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+            var digits = s[..numberEnd];
+            if (numberEnd == 0 || !decimal.TryParse(digits, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
             {
-                error = $"invalid duration \"{text}\" (expected a number with a unit, such as 15s or 500ms)";
+                // Well-formed digits that decimal cannot hold are a number too large, not a typo.
+                error = digits.Count(c => c == '.') <= 1 && digits.Any(char.IsAsciiDigit)
+                    ? $"duration {Quoted(text)} is too large"
+                    : $"invalid duration {Quoted(text)} (expected a number with a unit, such as 15s or 500ms)";
                 return false;
             }
 
@@ -69,23 +79,27 @@ internal static class GoDuration
             s = s[unitEnd..];
             if (unit.Length == 0)
             {
-                error = $"missing unit in duration \"{text}\" (use ns, us, ms, s, m or h)";
+                error = $"missing unit in duration {Quoted(text)} (use ns, us, ms, s, m or h)";
                 return false;
             }
 
             var match = Array.FindIndex(Units, u => u.Unit == unit);
             if (match < 0)
             {
-                error = $"unknown unit \"{unit}\" in duration \"{text}\" (use ns, us, ms, s, m or h)";
+                error = $"unknown unit {Quoted(unit)} in duration {Quoted(text)} (use ns, us, ms, s, m or h)";
+                return false;
+            }
+
+            // Checked before adding or multiplying: decimal itself overflows (an exception) near 7.9e28.
+            var room = TimeSpan.MaxValue.Ticks - totalTicks;
+            var fits = unit == "ns" ? number / 100 <= room : number <= room / Units[match].Ticks;
+            if (!fits)
+            {
+                error = $"duration {Quoted(text)} is too large";
                 return false;
             }
 
             totalTicks += unit == "ns" ? number / 100 : number * Units[match].Ticks;
-            if (totalTicks > TimeSpan.MaxValue.Ticks)
-            {
-                error = $"duration \"{text}\" is too large";
-                return false;
-            }
         }
 
         value = TimeSpan.FromTicks((long)totalTicks);
@@ -103,6 +117,12 @@ internal static class GoDuration
         if (value == TimeSpan.Zero)
         {
             return "0s";
+        }
+
+        if (value < TimeSpan.Zero)
+        {
+            // TimeSpan.MinValue has no positive twin; a tick less is the same to a reader.
+            return "-" + Format(value == TimeSpan.MinValue ? TimeSpan.MaxValue : value.Negate());
         }
 
         if (value.Ticks % TimeSpan.TicksPerSecond != 0 && value < TimeSpan.FromSeconds(1))
@@ -129,4 +149,6 @@ internal static class GoDuration
 
         return text;
     }
+
+    private static string Quoted(string text) => CommandLine.Quote(text);
 }

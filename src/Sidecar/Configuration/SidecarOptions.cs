@@ -57,6 +57,12 @@ internal sealed record SidecarOptions
     /// <summary>Where the probe listener (health and metrics only) listens; null: not at all.</summary>
     public ListenAddress? ProbeAddress { get; init; }
 
+    /// <summary>Lets gRPC clients that present it change leadership over TCP; null: none is accepted.</summary>
+    public ControlToken? ControlToken { get; init; }
+
+    /// <summary>Lets any gRPC client change leadership over TCP (a pod's private loopback).</summary>
+    public bool AllowTcpControl { get; init; }
+
     public string? LeaderFile { get; init; }
 
     /// <summary>How long shutdown waits for the app's confirmation between stepping down and releasing; zero: no wait.</summary>
@@ -65,6 +71,15 @@ internal sealed record SidecarOptions
     public LogFormat LogFormat { get; init; } = LogFormat.Json;
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>
+    /// The longest identity: the election core refuses a longer <c>holderIdentity</c> in a record,
+    /// so a longer one could never lead. Kubernetes pod names, the usual identity, stop at 253.
+    /// </summary>
+    public const int MaxIdentityLength = 1024;
+
+    /// <summary>The longest value any duration flag takes.</summary>
+    public static readonly TimeSpan MaxDuration = TimeSpan.FromHours(24);
 
     public ElectionOptions Election => new()
     {

@@ -77,6 +77,8 @@ internal static partial class Daemon
         builder.Services.AddSingleton<Probes>();
         builder.Services.AddSingleton<SidecarMetrics>();
         builder.Services.AddGrpcSurface();
+        builder.Services.AddRequestLimits();
+        ControlAccess.Register(builder.Services, options.ControlToken, options.AllowTcpControl);
         builder.Services.AddSingleton(services => new LeaderElector(
             services.GetRequiredService<ILeaseStore>(),
             services.GetRequiredService<ElectionOptions>(),

@@ -44,9 +44,10 @@ internal sealed record StatusDocument
     /// <summary>Grows by one with every status change.</summary>
     public required long Revision { get; init; }
 
+    /// <summary>The document of <paramref name="status"/>; every text taken from the lease is cut to <see cref="SurfaceText.MaxLength"/>.</summary>
     public static StatusDocument From(LeadershipStatus status, TimeProvider time) => new()
     {
-        Identity = status.Identity,
+        Identity = SurfaceText.Bound(status.Identity),
         Role = status.Role switch
         {
             Election.Role.Leader => "LEADER",
@@ -54,16 +55,47 @@ internal sealed record StatusDocument
             _ => "UNKNOWN",
         },
         Leader = status.IsLeader,
-        Holder = status.Holder,
-        Name = status.Holder,
+        Holder = SurfaceText.Bound(status.Holder),
+        Name = SurfaceText.Bound(status.Holder),
         Term = status.Term,
-        LeaseUid = status.LeaseUid,
-        LeaseName = status.LeaseName,
-        LeaseNamespace = status.LeaseNamespace,
+        LeaseUid = SurfaceText.Bound(status.LeaseUid),
+        LeaseName = SurfaceText.Bound(status.LeaseName),
+        LeaseNamespace = SurfaceText.Bound(status.LeaseNamespace),
         ValidUntil = status.ValidUntil?.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture),
         ObservedAgeSeconds = status.LastObservedAt is { } observed ? Math.Round(time.GetElapsedTime(observed).TotalSeconds, 3) : null,
         Revision = status.Revision,
     };
+}
+
+/// <summary>
+/// The bound on text a surface repeats from the lease record or a peer (the holder above all):
+/// whatever a record holds, a status body, a metric label or a log field stays small. The election
+/// core refuses longer holders anyway; this keeps the surfaces safe on their own.
+/// </summary>
+internal static class SurfaceText
+{
+    /// <summary>The election core's own limit on <c>holderIdentity</c>, so a valid holder is never cut.</summary>
+    public const int MaxLength = 1024;
+
+    private const string Cut = "...";
+
+    /// <summary><paramref name="value"/> itself, or its start and "..." in <see cref="MaxLength"/> characters.</summary>
+    public static string Bound(string value)
+    {
+        if (value.Length <= MaxLength)
+        {
+            return value;
+        }
+
+        // Never split a surrogate pair: half of one is not valid UTF-16.
+        var keep = MaxLength - Cut.Length;
+        if (char.IsHighSurrogate(value[keep - 1]))
+        {
+            keep--;
+        }
+
+        return string.Concat(value.AsSpan(0, keep), Cut);
+    }
 }
 
 /// <summary>The answer of <c>/healthz</c> and <c>/readyz</c>.</summary>

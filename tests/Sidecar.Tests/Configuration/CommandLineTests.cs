@@ -105,7 +105,20 @@ public sealed class CommandLineTests
     [InlineData("leader file path must be absolute", "--lease-name", "a", "--leader-file", "leader")]
     [InlineData("unknown log format \"xml\"", "--lease-name", "a", "--log-format", "xml")]
     [InlineData("unknown log level \"loud\"", "--lease-name", "a", "--log-level", "loud")]
-    [InlineData("drain timeout must not be negative", "--lease-name", "a", "--drain-timeout", "-1s")]
+    [InlineData("duration \"-1s\" must not be negative (from --drain-timeout)", "--lease-name", "a", "--drain-timeout", "-1s")]
+    [InlineData("duration \"250000000h\" is longer than 24h (from --retry-period)", "--lease-name", "a", "--retry-period", "250000000h")]
+    [InlineData("duration \"100000000000000000000h\" is too large (from --lease-duration)", "--lease-name", "a", "--lease-duration", "100000000000000000000h")]
+    [InlineData("duration \"1200h\" is longer than 24h (from --renew-deadline)", "--lease-name", "a", "--renew-deadline", "1200h")]
+    [InlineData("duration \"25h\" is longer than 24h (from --drain-timeout)", "--lease-name", "a", "--drain-timeout", "25h")]
+    [InlineData("duration \"-250000000h\" must not be negative (from --retry-period)", "--lease-name", "a", "--retry-period", "-250000000h")]
+    [InlineData("invalid duration \"-\" (a sign alone is not a duration) (from --retry-period)", "--lease-name", "a", "--retry-period", "-")]
+    [InlineData("unknown backend \"file,kubernetes\"", "--lease-name", "a", "--backend", "file,kubernetes")]
+    [InlineData("unknown backend \" file\"", "--lease-name", "a", "--backend", " file")]
+    [InlineData("\"app\\n\" contains a control character (from --lease-name)", "--lease-name", "app\n")]
+    [InlineData("\"me\\u0007\" contains a control character (from --identity)", "--lease-name", "a", "--identity", "me\a")]
+    [InlineData("control token file path must be absolute (\"token\") (from --control-token-file)", "--lease-name", "a", "--control-token-file", "token")]
+    [InlineData("cannot read control token file /nonexistent/token", "--lease-name", "a", "--control-token-file", "/nonexistent/token")]
+    [InlineData("expected true or false, not \"yes\" (from --allow-tcp-control)", "--lease-name", "a", "--allow-tcp-control=yes")]
     [InlineData("invalid duration \"soon\"", "--lease-name", "a", "--drain-timeout", "soon")]
     public void Bad_input_is_one_line_naming_the_problem(string expected, params string[] args)
     {
@@ -114,6 +127,123 @@ public sealed class CommandLineTests
         var invalid = Assert.IsType<ParseResult.Invalid>(result);
         Assert.Contains(expected, invalid.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', invalid.Message);
+    }
+
+    [Fact]
+    public void Every_duration_up_to_a_day_is_accepted()
+    {
+        var options = Run("--lease-name", "a", "--lease-duration", "24h", "--renew-deadline", "23h", "--retry-period", "1h", "--drain-timeout", "24h");
+
+        Assert.Equal(TimeSpan.FromHours(24), options.LeaseDuration);
+        Assert.Equal(TimeSpan.FromHours(24), options.DrainTimeout);
+        Assert.Equal(TimeSpan.FromHours(24), SidecarOptions.MaxDuration);
+    }
+
+    [Theory]
+    [InlineData("LEADER_SIDECAR_LEASE_NAME", "app\n", "\"app\\n\" contains a control character (from $LEADER_SIDECAR_LEASE_NAME)")]
+    [InlineData("LEADER_SIDECAR_NAMESPACE", "prod\n", "\"prod\\n\" contains a control character (from $LEADER_SIDECAR_NAMESPACE)")]
+    [InlineData("POD_NAME", "web-1\n", "identity \"web-1\\n\" contains a control character (from $POD_NAME)")]
+    [InlineData("POD_NAMESPACE", "prod\n", "namespace \"prod\\n\" is not a valid Kubernetes namespace")]
+    [InlineData("POD_NAMESPACE", "Prod", "(from $POD_NAMESPACE)")]
+    public void A_value_from_the_environment_with_a_trailing_newline_is_refused_not_taken_for_another_name(string variable, string value, string expected)
+    {
+        _environment[variable] = value;
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(variable == "LEADER_SIDECAR_LEASE_NAME" ? [] : ["--lease-name", "a"], Lookup));
+
+        Assert.Contains(expected, invalid.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', invalid.Message);
+    }
+
+    [Theory]
+    [InlineData("app\n")]
+    [InlineData("app\r\n")]
+    [InlineData("a\nb")]
+    public void A_lease_name_that_is_valid_only_up_to_a_newline_is_not_a_name(string name)
+    {
+        // Even past the control-character check, the name pattern must match the whole value.
+        Assert.False(CommandLine.IsDnsSubdomain(name));
+        Assert.True(CommandLine.IsDnsSubdomain("app"));
+    }
+
+    [Fact]
+    public void A_long_bad_value_is_quoted_short_and_on_one_line()
+    {
+        var value = new string('A', 5000) + "\n";
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", value], Lookup));
+
+        Assert.True(invalid.Message.Length < 300, invalid.Message);
+        Assert.Contains("(5001 characters)", invalid.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', invalid.Message);
+    }
+
+    [Fact]
+    public void Identity_may_be_as_long_as_the_election_core_allows_and_no_longer()
+    {
+        var identity = new string('i', SidecarOptions.MaxIdentityLength);
+
+        Assert.Equal(identity, Run("--lease-name", "a", "--identity", identity).Identity);
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "a", "--identity", identity + "i"], Lookup));
+        Assert.EndsWith("is longer than 1024 characters (from --identity)", invalid.Message, StringComparison.Ordinal);
+        _environment["POD_NAME"] = identity + "i";
+        invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "a"], Lookup));
+        Assert.EndsWith("is longer than 1024 characters (from $POD_NAME)", invalid.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Resign_over_tcp_is_closed_by_default_and_opened_by_a_token_file_or_the_opt_in()
+    {
+        var closed = Run("--lease-name", "a");
+        Assert.False(closed.AllowTcpControl);
+        Assert.Null(closed.ControlToken);
+
+        Assert.True(Run("--lease-name", "a", "--allow-tcp-control").AllowTcpControl);
+        Assert.False(Run("--lease-name", "a", "--allow-tcp-control=false").AllowTcpControl);
+        // A switch takes no value, so the next flag is read as a flag.
+        Assert.Equal("b", Run("--allow-tcp-control", "--lease-name", "b").LeaseName);
+        _environment["LEADER_SIDECAR_ALLOW_TCP_CONTROL"] = "true";
+        Assert.True(Run("--lease-name", "a").AllowTcpControl);
+
+        using var dir = new TempDirectory();
+        var path = dir.File("token");
+        File.WriteAllText(path, "  t0ken-value \n");
+        _environment["LEADER_SIDECAR_CONTROL_TOKEN_FILE"] = path;
+        var token = Run("--lease-name", "a").ControlToken;
+        Assert.NotNull(token);
+        Assert.True(token.Matches("t0ken-value"));
+        Assert.False(token.Matches("t0ken-valu"));
+        Assert.False(token.Matches(" t0ken-value"));
+        // Never printed, not even inside the options record.
+        Assert.DoesNotContain("t0ken", Run("--lease-name", "a").ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("", "is empty")]
+    [InlineData(" \n", "is empty")]
+    [InlineData("two words", "must hold one token of visible ASCII characters")]
+    [InlineData("t\u00f6ken", "must hold one token of visible ASCII characters")]
+    public void A_token_file_that_holds_no_usable_token_is_refused_without_echoing_it(string content, string expected)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("token");
+        File.WriteAllText(path, content);
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "a", "--control-token-file", path], Lookup));
+
+        Assert.Equal($"control token file {path} {expected} (--control-token-file)", invalid.Message);
+    }
+
+    [Fact]
+    public void A_token_file_larger_than_any_token_is_refused()
+    {
+        using var dir = new TempDirectory();
+        var path = dir.File("token");
+        File.WriteAllText(path, new string('t', ControlToken.MaxLength + 1));
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "a", "--control-token-file", path], Lookup));
+
+        Assert.Contains("is larger than 4096 bytes", invalid.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -139,9 +269,9 @@ public sealed class CommandLineTests
     {
         var help = Assert.IsType<ParseResult.ShowHelp>(CommandLine.Parse(["--help"], Lookup)).Text;
 
-        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "probe-address", "drain-timeout", "leader-file", "log-format", "log-level" })
+        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "control-token-file", "allow-tcp-control", "probe-address", "drain-timeout", "leader-file", "log-format", "log-level" })
         {
-            Assert.Contains($"--{flag} ", help, StringComparison.Ordinal);
+            Assert.Contains($"--{flag}", help, StringComparison.Ordinal);
             Assert.Contains("LEADER_SIDECAR_" + flag.Replace('-', '_').ToUpperInvariant(), help, StringComparison.Ordinal);
         }
     }

@@ -26,6 +26,13 @@ public sealed class GoDurationTests
     [InlineData("s", "invalid duration")]
     [InlineData("1..5s", "invalid duration")]
     [InlineData("99999999999999h", "too large")]
+    [InlineData("100000000000000000000h", "duration \"100000000000000000000h\" is too large")]
+    [InlineData("99999999999999999999999999999999999999h", "too large")]
+    [InlineData("256204779h", "too large")]
+    [InlineData("256204778h49m", "too large")]
+    [InlineData("-", "a sign alone is not a duration")]
+    [InlineData("+", "a sign alone is not a duration")]
+    [InlineData("1s\u0000", "unknown unit \"s\\u0000\"")]
     public void Refuses_what_go_refuses_with_a_reason(string text, string reason)
     {
         Assert.False(GoDuration.TryParse(text, out _, out var error));
@@ -37,6 +44,8 @@ public sealed class GoDurationTests
     [InlineData(500, "500ms")]
     [InlineData(90_000, "1m30s")]
     [InlineData(3_600_000, "1h")]
+    [InlineData(-1_000, "-1s")]
+    [InlineData(-90_000, "-1m30s")]
     public void Formats_round_values_like_go(double milliseconds, string expected) =>
         Assert.Equal(expected, GoDuration.Format(TimeSpan.FromMilliseconds(milliseconds)));
 }

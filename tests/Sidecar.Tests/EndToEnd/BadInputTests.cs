@@ -1,8 +1,8 @@
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>
-/// Input the user controls, from the bad-input checklist of issue 6: each gives exit code 2 and one
-/// line on stderr naming the problem, never a stack trace. (Flags, ports, kubeconfigs, a 403 and a
+/// Input the user controls: each gives exit code 2 and one line on stderr naming the problem, never
+/// a stack trace. (Flags, ports, kubeconfigs, a 403 and a
 /// second copy are covered next to their backends.)
 /// </summary>
 public sealed class BadInputTests : IDisposable
@@ -14,6 +14,9 @@ public sealed class BadInputTests : IDisposable
     [InlineData("LEADER_SIDECAR_BACKEND", "etcd", "unknown backend \"etcd\"", "(from $LEADER_SIDECAR_BACKEND)")]
     [InlineData("LEADER_SIDECAR_HTTP_ADDRESS", "localhost", "invalid address \"localhost\"", "(from $LEADER_SIDECAR_HTTP_ADDRESS)")]
     [InlineData("LEADER_SIDECAR_LEASE_NAME", "Not_A_Name", "is not a valid Kubernetes name", "(from $LEADER_SIDECAR_LEASE_NAME)")]
+    [InlineData("LEADER_SIDECAR_LEASE_NAME", "app\n", "\"app\\n\" contains a control character", "(from $LEADER_SIDECAR_LEASE_NAME)")]
+    [InlineData("POD_NAME", "web-1\n", "identity \"web-1\\n\" contains a control character", "(from $POD_NAME)")]
+    [InlineData("LEADER_SIDECAR_BACKEND", "file,kubernetes", "unknown backend \"file,kubernetes\"", "(from $LEADER_SIDECAR_BACKEND)")]
     public async Task Malformed_environment_values_name_the_variable(string variable, string value, string problem, string origin)
     {
         var environment = new Dictionary<string, string> { [variable] = value };
@@ -23,6 +26,56 @@ public sealed class BadInputTests : IDisposable
 
         Assert.Contains(problem, line, StringComparison.Ordinal);
         Assert.EndsWith(origin, line, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--retry-period", "250000000h", "duration \"250000000h\" is longer than 24h (from --retry-period)")]
+    [InlineData("--lease-duration", "100000000000000000000h", "duration \"100000000000000000000h\" is too large (from --lease-duration)")]
+    [InlineData("--renew-deadline", "1200h", "duration \"1200h\" is longer than 24h (from --renew-deadline)")]
+    [InlineData("--retry-period", "-", "invalid duration \"-\" (a sign alone is not a duration) (from --retry-period)")]
+    [InlineData("--drain-timeout", "-1s", "duration \"-1s\" must not be negative (from --drain-timeout)")]
+    [InlineData("--backend", "file,kubernetes", "unknown backend \"file,kubernetes\" (use auto, file or kubernetes) (from --backend)")]
+    [InlineData("--identity", "a\u001b[31mred", "\"a\\u001b[31mred\" contains a control character (from --identity)")]
+    [InlineData("--control-token-file", "/nonexistent/token", "cannot read control token file /nonexistent/token")]
+    public async Task Absurd_values_are_one_line_and_exit_code_2_never_a_crash(string flag, string value, string expected)
+    {
+        var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, flag, value);
+
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_identity_longer_than_the_election_core_allows_is_refused()
+    {
+        var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, "--identity", new string('i', 1025));
+
+        Assert.EndsWith("is longer than 1024 characters (from --identity)", line, StringComparison.Ordinal);
+        Assert.True(line.Length < 300, line);
+    }
+
+    [Fact]
+    public async Task An_empty_control_token_file_is_refused()
+    {
+        var token = _dir.File("token");
+        File.WriteAllText(token, "\n");
+
+        var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, "--control-token-file", token);
+
+        Assert.Equal($"leader-sidecar: control token file {token} is empty (--control-token-file)", line);
+    }
+
+    [Fact]
+    public async Task A_regular_file_at_the_grpc_socket_path_is_left_intact_and_refused()
+    {
+        var path = _dir.File("grpc.sock");
+        File.WriteAllText(path, "precious");
+
+        var (code, stdout, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "x", "--lease-dir", _dir.Path, "--http-address", "127.0.0.1:0", "--grpc-address", $"unix:{path}", "--log-level", "error");
+
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"leader-sidecar: {path} exists and is not a socket; not replacing it (--grpc-address)", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        Assert.Equal("precious", File.ReadAllText(path));
     }
 
     [Fact]

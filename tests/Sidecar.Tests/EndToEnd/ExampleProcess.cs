@@ -56,7 +56,7 @@ internal sealed class ExampleProcess : IAsyncDisposable
         }
 
         // Only the addresses the test gives; nothing leaks in from the machine.
-        foreach (var variable in new[] { "LEADER_URL", "LEADER_GRPC", "LEADERSHIP_PROTO", "PYTHONPATH" })
+        foreach (var variable in new[] { "LEADER_URL", "LEADER_GRPC", "LEADER_CONTROL_TOKEN_FILE", "LEADERSHIP_PROTO", "PYTHONPATH" })
         {
             info.Environment.Remove(variable);
         }

@@ -16,6 +16,7 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// </summary>
 public sealed partial class ExamplesTests : IAsyncLifetime
 {
+    private const string ControlToken = "examples-control-token";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private readonly TempDirectory _dir = new();
     private readonly List<DaemonProcess> _daemons = [];
@@ -34,11 +35,13 @@ public sealed partial class ExamplesTests : IAsyncLifetime
     /// <param name="grpc">The example follows Watch and confirms the drain; a shell loop cannot.</param>
     private async Task HandOversAsync(Func<DaemonProcess, string, ExampleProcess> start, bool grpc)
     {
-        // b serves gRPC on a unix socket, so the gRPC examples run with both kinds of address.
+        // b serves gRPC on a unix socket, so the gRPC examples run with both kinds of address; over
+        // TCP they present the control token to confirm the drain, and so does the test's Resign.
+        File.WriteAllText(TokenFile, ControlToken + "\n");
         var identities = new Dictionary<DaemonProcess, string>();
         foreach (var (id, grpcAddress) in new[] { ("a", "127.0.0.1:0"), ("b", $"unix:{_dir.File("b.sock")}"), ("c", "127.0.0.1:0") })
         {
-            identities[await StartDaemonAsync(id, "--grpc-address", grpcAddress)] = id;
+            identities[await StartDaemonAsync(id, "--grpc-address", grpcAddress, "--control-token-file", TokenFile)] = id;
         }
 
         var first = await DaemonProcess.SingleLeaderAsync([.. identities.Keys]);
@@ -90,6 +93,8 @@ public sealed partial class ExamplesTests : IAsyncLifetime
         Assert.Equal("LEADING term=0", _examples[first].Lines[0]);
     }
 
+    private string TokenFile => _dir.File("control-token");
+
     /// <summary>Waits until the example of a daemon that led under <paramref name="term"/> has stood by since.</summary>
     private Task StandsByAsync(DaemonProcess daemon, long term) =>
         _examples[daemon].WaitForAsync(l => l.SkipWhile(x => x != $"LEADING term={term}").Any(IsStandby), Deadline, $"the example that led under term {term} stands by");
@@ -98,7 +103,7 @@ public sealed partial class ExamplesTests : IAsyncLifetime
     {
         using var channel = GrpcChannels.For(daemon.GrpcAddress);
         var client = new Leadership.V1.Leadership.LeadershipClient(channel);
-        await client.ResignAsync(new ResignRequest { HoldOff = Duration.FromTimeSpan(holdOff) }, deadline: DateTime.UtcNow.Add(Deadline));
+        await client.ResignAsync(new ResignRequest { HoldOff = Duration.FromTimeSpan(holdOff) }, new Grpc.Core.Metadata { { "authorization", "Bearer " + ControlToken } }, deadline: DateTime.UtcNow.Add(Deadline));
     }
 
     /// <summary>Waits until the leader's example works under <paramref name="term"/>; the followers' examples, which never led, must not work meanwhile.</summary>
@@ -168,11 +173,12 @@ public sealed partial class ExamplesTests : IAsyncLifetime
         return (daemon, name) => ExampleProcess.Start(name, python, [InRepository("examples/python/leader_loop.py")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),
+            ["LEADER_CONTROL_TOKEN_FILE"] = TokenFile,
             ["PYTHONPATH"] = generated,
         });
     }
 
-    private static Func<DaemonProcess, string, ExampleProcess> Node()
+    private Func<DaemonProcess, string, ExampleProcess> Node()
     {
         Require("node is missing; install Node.js 18 or newer (.ci/run does)", "node", "--version");
         Assert.True(
@@ -181,6 +187,7 @@ public sealed partial class ExamplesTests : IAsyncLifetime
         return (daemon, name) => ExampleProcess.Start(name, "node", [InRepository("examples/node/leader-loop.js")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),
+            ["LEADER_CONTROL_TOKEN_FILE"] = TokenFile,
         });
     }
 

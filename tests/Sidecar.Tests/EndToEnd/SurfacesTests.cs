@@ -27,7 +27,8 @@ public sealed class SurfacesTests : IAsyncLifetime
         // lease is released only after a's stream was read: the one order a watcher of two
         // independent connections can rely on. Without a drain the step-down is only sent first.
         var socket = _dir.File("b.sock");
-        var a = await StartAsync("a", "--leader-file", _dir.File("a.leader"), "--drain-timeout", "30s");
+        // a's app confirms over TCP, which only the opt-in (or a token) allows.
+        var a = await StartAsync("a", "--leader-file", _dir.File("a.leader"), "--drain-timeout", "30s", "--allow-tcp-control");
         await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
         var b = await StartAsync("b", "--leader-file", _dir.File("b.leader"), "--grpc-address", $"unix:{socket}");
         await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
@@ -89,7 +90,7 @@ public sealed class SurfacesTests : IAsyncLifetime
     [Fact]
     public async Task Resign_hands_leadership_to_another_replica_and_holds_off()
     {
-        var a = await StartAsync("a");
+        var a = await StartAsync("a", "--allow-tcp-control");
         await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
         var b = await StartAsync("b");
         await Poll.UntilAsync(async () => await b.RoleAsync() == "FOLLOWER", Deadline, "b follows");
@@ -109,10 +110,26 @@ public sealed class SurfacesTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task By_default_resign_over_tcp_is_refused_and_the_leader_stays_leader()
+    {
+        var a = await StartAsync("a");
+        await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
+        using var channel = GrpcChannels.For(a.GrpcAddress);
+        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await client.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromHours(1)) }));
+
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Equal("LEADER", await a.RoleAsync());
+        Assert.Equal(Role.Leader, (await client.GetStatusAsync(new GetStatusRequest())).Role);
+        await Poll.UntilAsync(() => Task.FromResult(a.Output.Contains("\"EventId\":510,", StringComparison.Ordinal)), Deadline, "the refusal logged");
+    }
+
+    [Fact]
     public async Task On_sigterm_every_surface_steps_down_then_the_app_confirms_then_the_lease_is_released()
     {
         var leaderFile = _dir.File("a.leader");
-        var a = await StartAsync("a", "--leader-file", leaderFile, "--drain-timeout", "1m");
+        var a = await StartAsync("a", "--leader-file", leaderFile, "--drain-timeout", "1m", "--allow-tcp-control");
         await Poll.UntilAsync(async () => await a.RoleAsync() == "LEADER", Deadline, "a leads");
         using var channel = GrpcChannels.For(a.GrpcAddress);
         var client = new Leadership.V1.Leadership.LeadershipClient(channel);

@@ -28,6 +28,8 @@ internal sealed class SurfaceHost : IAsyncDisposable
     public static readonly ElectionOptions Options = new() { Identity = "me", LeaseName = "app" };
 
     private readonly WebApplication _app;
+    private readonly CancellationTokenSource _stopElector = new();
+    private Task _elector = Task.CompletedTask;
 
     private SurfaceHost(WebApplication app, Uri http, string grpc)
     {
@@ -47,7 +49,11 @@ internal sealed class SurfaceHost : IAsyncDisposable
     /// <summary><c>http://127.0.0.1:PORT</c> or <c>unix:/path</c>.</summary>
     public string GrpcAddress { get; }
 
-    public static async Task<SurfaceHost> StartAsync(string? unixSocket = null)
+    /// <param name="unixSocket">Serve gRPC on this unix socket instead of TCP.</param>
+    /// <param name="controlToken">The token that lets a TCP client resign (<c>--control-token-file</c>).</param>
+    /// <param name="allowTcpControl">Let any TCP client resign (<c>--allow-tcp-control</c>).</param>
+    /// <param name="runElector">Campaign on an in-memory lease, so that a resign really steps down; otherwise the test publishes every status.</param>
+    public static async Task<SurfaceHost> StartAsync(string? unixSocket = null, ControlToken? controlToken = null, bool allowTcpControl = false, bool runElector = false)
     {
         // As the daemon does: no inotify instances (a small per-user limit) spent on appsettings.json.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
@@ -75,6 +81,8 @@ internal sealed class SurfaceHost : IAsyncDisposable
         services.AddSingleton<Probes>();
         services.AddSingleton<SidecarMetrics>();
         services.AddGrpcSurface();
+        services.AddRequestLimits();
+        ControlAccess.Register(services, controlToken, allowTcpControl);
         services.AddSingleton(s => new LeaderElector(s.GetRequiredService<ILeaseStore>(), Options, s.GetRequiredService<LeadershipState>(), time, NullLogger<LeaderElector>.Instance, s.GetRequiredService<SidecarMetrics>()));
 
         var app = builder.Build();
@@ -87,7 +95,13 @@ internal sealed class SurfaceHost : IAsyncDisposable
 
         var httpEndPoint = (IPEndPoint)http!.EndPoint;
         var grpcAddress = grpc!.EndPoint is IPEndPoint ip ? $"http://127.0.0.1:{ip.Port}" : $"unix:{unixSocket}";
-        return new SurfaceHost(app, new Uri($"http://127.0.0.1:{httpEndPoint.Port}"), grpcAddress);
+        var host = new SurfaceHost(app, new Uri($"http://127.0.0.1:{httpEndPoint.Port}"), grpcAddress);
+        if (runElector)
+        {
+            host._elector = app.Services.GetRequiredService<LeaderElector>().RunAsync(host._stopElector.Token);
+        }
+
+        return host;
     }
 
     /// <summary>Publishes a status as the elector would; a leader's claim lasts a minute.</summary>
@@ -114,6 +128,9 @@ internal sealed class SurfaceHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopElector.CancelAsync();
+        await _elector;
+        _stopElector.Dispose();
         Drain.Close();
         await _app.StopAsync();
         await _app.DisposeAsync();

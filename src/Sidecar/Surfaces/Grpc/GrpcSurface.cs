@@ -80,8 +80,9 @@ internal static class GrpcSurface
         });
 
     /// <summary>
-    /// Makes <paramref name="path"/> free for a new socket: a file left by an earlier run (nobody
-    /// accepts connections on it) is removed; a socket another process serves is a start-up error.
+    /// Makes <paramref name="path"/> free for a new socket: a socket left by an earlier run (nobody
+    /// accepts connections on it) is removed; a socket another process serves is a start-up error,
+    /// and so is anything else at the path (a file, a symbolic link): it is not ours to delete.
     /// </summary>
     /// <returns><see langword="null"/> when usable, else one line naming the problem.</returns>
     public static string? PrepareUnixSocket(string path)
@@ -92,9 +93,18 @@ internal static class GrpcSurface
             return $"unix socket directory {directory} does not exist (--grpc-address)";
         }
 
-        if (!File.Exists(path))
+        switch (UnixFileType.Of(path))
         {
-            return null;
+            case UnixFileKind.Missing:
+                return null;
+            case UnixFileKind.Socket:
+                break;
+            case UnixFileKind.SymbolicLink:
+                return $"{path} is a symbolic link, not a socket; not replacing it (--grpc-address)";
+            case UnixFileKind.Other:
+                return $"{path} exists and is not a socket; not replacing it (--grpc-address)";
+            default:
+                return $"{path} exists and cannot be told to be a stale socket; remove it if it is one (--grpc-address)";
         }
 
         try
@@ -108,6 +118,8 @@ internal static class GrpcSurface
             // Nobody listens: a stale socket from a process that did not clean up.
         }
 
+        // Between the check and here only someone who may write the directory could swap the
+        // socket for another file, and unlink removes a link, never what it points to.
         try
         {
             File.Delete(path);

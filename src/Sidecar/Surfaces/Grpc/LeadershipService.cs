@@ -14,9 +14,15 @@ internal sealed class LeadershipService(
     LeaderElector elector,
     Drain drain,
     WatchStreams streams,
+    ControlAccess access,
     TimeProvider time) : Leadership.V1.Leadership.LeadershipBase
 {
-    private static readonly TimeSpan MaxHoldOff = TimeSpan.FromHours(24);
+    /// <summary>
+    /// The longest hold-off a Resign may ask for. Long enough to move leadership away for a
+    /// maintenance window, short enough that a mistaken (or hostile) call cannot leave a replica
+    /// out of the election for a day; ask again to extend it.
+    /// </summary>
+    public static readonly TimeSpan MaxHoldOff = TimeSpan.FromHours(1);
 
     /// <summary>How long the final status may take to reach a client when the server closes.</summary>
     private static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
@@ -63,6 +69,7 @@ internal sealed class LeadershipService(
 
     public override async Task<ResignResponse> Resign(ResignRequest request, ServerCallContext context)
     {
+        access.Demand(context, "Resign");
         TimeSpan holdOff;
         try
         {
@@ -75,7 +82,7 @@ internal sealed class LeadershipService(
 
         if (holdOff < TimeSpan.Zero || holdOff > MaxHoldOff)
         {
-            throw new RpcException(new RpcStatus(StatusCode.InvalidArgument, $"hold_off must be between 0 and 24h (got {Configuration.GoDuration.Format(holdOff)})"));
+            throw new RpcException(new RpcStatus(StatusCode.InvalidArgument, $"hold_off must be between 0 and {Configuration.GoDuration.Format(MaxHoldOff)} (got {Configuration.GoDuration.Format(holdOff)})"));
         }
 
         if (drain.Draining)
@@ -87,6 +94,10 @@ internal sealed class LeadershipService(
         return new ResignResponse { Status = StatusMessage.From(state.Current, drain.Draining, time) };
     }
 
-    public override Task<ConfirmStoppedResponse> ConfirmStopped(ConfirmStoppedRequest request, ServerCallContext context) =>
-        Task.FromResult(new ConfirmStoppedResponse { DrainEnded = drain.Confirm() });
+    /// <summary>Ends a shutdown drain: the release then comes at once, so this too changes leadership.</summary>
+    public override Task<ConfirmStoppedResponse> ConfirmStopped(ConfirmStoppedRequest request, ServerCallContext context)
+    {
+        access.Demand(context, "ConfirmStopped");
+        return Task.FromResult(new ConfirmStoppedResponse { DrainEnded = drain.Confirm() });
+    }
 }

@@ -40,6 +40,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
     private readonly Gauge _term;
     private readonly Gauge.Child _watchStreams;
     private readonly Gauge _holderInfo;
+    private readonly Counter _controlRefused;
 
     private Role _lastRole;
     private string? _lastHolder;
@@ -68,6 +69,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
         _term = factory.CreateGauge("leader_sidecar_term", "Fencing term (leaseTransitions when the current holder acquired); absent while unknown.", "name");
         _watchStreams = factory.CreateGauge("leader_sidecar_grpc_watch_streams", "Open gRPC Watch streams.", "name").WithLabels(_name);
         _holderInfo = factory.CreateGauge("leader_sidecar_holder_info", "Always 1; the holder label is the observed holder (empty when none or unknown).", "name", "identity", "holder");
+        _controlRefused = factory.CreateCounter("leader_sidecar_grpc_control_refused_total", "gRPC calls that would change leadership (Resign, ConfirmStopped), refused because the caller may not.", "name", "method");
         factory.CreateGauge("leader_sidecar_build_info", "Always 1; the version label is this build's.", "version").WithLabels(Configuration.CommandLine.Version).Set(1);
 
         foreach (var role in new[] { Role.Unknown, Role.Follower, Role.Leader })
@@ -103,6 +105,9 @@ internal sealed class SidecarMetrics : IElectionMetrics
     public void SlowPath() => _slowPath.Inc();
 
     public void TermExhausted() => _termExhausted.Inc();
+
+    /// <summary>Counts a refused call; <paramref name="method"/> is one of the service's own method names.</summary>
+    public void ControlRefused(string method) => _controlRefused.WithLabels(_name, method).Inc();
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
     public Task WriteAsync(Stream destination, CancellationToken cancellationToken) =>
@@ -171,15 +176,18 @@ internal sealed class SidecarMetrics : IElectionMetrics
                 _term.RemoveLabelled(_name);
             }
 
-            if (status.Holder != _lastHolder)
+            // The holder comes from the lease record: a label of any size would be repeated on every scrape.
+            var holder = SurfaceText.Bound(status.Holder);
+            if (holder != _lastHolder)
             {
+                var identity = SurfaceText.Bound(status.Identity);
                 if (_lastHolder is not null)
                 {
-                    _holderInfo.RemoveLabelled(_name, status.Identity, _lastHolder);
+                    _holderInfo.RemoveLabelled(_name, identity, _lastHolder);
                 }
 
-                _holderInfo.WithLabels(_name, status.Identity, status.Holder).Set(1);
-                _lastHolder = status.Holder;
+                _holderInfo.WithLabels(_name, identity, holder).Set(1);
+                _lastHolder = holder;
             }
 
             _watchStreams.Set(_streams.Count);

@@ -17,6 +17,7 @@ public sealed class LeadershipServiceTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private static readonly HttpClient Http = new() { Timeout = Deadline };
+    private static readonly Marshaller<byte[]> Raw = Marshallers.Create(bytes => bytes, bytes => bytes);
     private SurfaceHost _host = null!;
 
     public async Task InitializeAsync() => _host = await SurfaceHost.StartAsync();
@@ -150,7 +151,9 @@ public sealed class LeadershipServiceTests : IAsyncLifetime
     [Fact]
     public async Task ConfirmStopped_outside_a_drain_does_nothing()
     {
-        using var channel = _host.Channel();
+        // ConfirmStopped changes leadership during a drain: over TCP only where it is allowed (ControlAccessTests).
+        await using var host = await SurfaceHost.StartAsync(allowTcpControl: true);
+        using var channel = host.Channel();
         var client = new Leadership.V1.Leadership.LeadershipClient(channel);
 
         var response = await client.ConfirmStoppedAsync(new ConfirmStoppedRequest());
@@ -159,15 +162,19 @@ public sealed class LeadershipServiceTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Resign_rejects_a_negative_hold_off()
+    public async Task A_request_message_over_the_limit_is_refused()
     {
         using var channel = _host.Channel();
-        var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+        // GetStatus with one unknown field of 5 KiB: the generated client cannot send that, so raw bytes.
+        var method = new Method<byte[], byte[]>(MethodType.Unary, "leadership.v1.Leadership", "GetStatus", Raw, Raw);
+        var padding = new byte[5 * 1024];
+        byte[] message = [0x7A, 0x80, 0x28, .. padding]; // field 15, length-delimited, length 5120 (varint)
 
-        var error = await Assert.ThrowsAsync<RpcException>(async () =>
-            await client.ResignAsync(new ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(-1)) }));
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await channel.CreateCallInvoker().AsyncUnaryCall(method, null, new CallOptions(), message));
+        var small = await channel.CreateCallInvoker().AsyncUnaryCall(method, null, new CallOptions(), [0x7A, 0x02, 0x00, 0x00]);
 
-        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+        Assert.Equal(Role.Unknown, Status.Parser.ParseFrom(small).Role);
     }
 
     [Fact]

@@ -41,5 +41,45 @@ public sealed class UnixSocketTests : IDisposable
         Assert.Contains("does not exist", GrpcSurface.PrepareUnixSocket(_dir.File("missing/grpc.sock")), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_regular_file_at_the_socket_path_is_left_intact_and_refused()
+    {
+        var path = _dir.File("grpc.sock");
+        File.WriteAllText(path, "precious");
+
+        var problem = GrpcSurface.PrepareUnixSocket(path);
+
+        Assert.Equal($"{path} exists and is not a socket; not replacing it (--grpc-address)", problem);
+        Assert.Equal("precious", File.ReadAllText(path));
+    }
+
+    [Fact]
+    public void A_symbolic_link_at_the_socket_path_is_left_intact_and_refused_even_to_a_stale_socket()
+    {
+        var target = _dir.File("real.sock");
+        using var stale = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        stale.Bind(new UnixDomainSocketEndPoint(target));
+        var path = _dir.File("grpc.sock");
+        File.CreateSymbolicLink(path, target);
+        var dangling = _dir.File("dangling.sock");
+        File.CreateSymbolicLink(dangling, _dir.File("nothing"));
+
+        Assert.Equal($"{path} is a symbolic link, not a socket; not replacing it (--grpc-address)", GrpcSurface.PrepareUnixSocket(path));
+        Assert.Contains("is a symbolic link", GrpcSurface.PrepareUnixSocket(dangling), StringComparison.Ordinal);
+        Assert.Equal(target, new FileInfo(path).LinkTarget);
+        Assert.Equal(UnixFileKind.Socket, UnixFileType.Of(target));
+    }
+
+    [Fact]
+    public void A_directory_at_the_socket_path_is_refused()
+    {
+        var path = Directory.CreateDirectory(_dir.File("grpc.sock")).FullName;
+
+        Assert.Contains("exists and is not a socket", GrpcSurface.PrepareUnixSocket(path), StringComparison.Ordinal);
+        Assert.True(Directory.Exists(path));
+        Assert.Equal(UnixFileKind.Missing, UnixFileType.Of(_dir.File("missing")));
+        Assert.Equal(UnixFileKind.Missing, UnixFileType.Of(_dir.File("missing/below")));
+    }
+
     public void Dispose() => _dir.Dispose();
 }

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using LeaderSidecar.Election;
+using LeaderSidecar.Surfaces;
+using LeaderSidecar.Surfaces.Http;
 
 namespace LeaderSidecar.Tests.Surfaces.Http;
 
@@ -59,6 +61,9 @@ public sealed class HttpSurfaceTests : IAsyncLifetime
     [InlineData("/leader?wait=-1s", "must not be negative")]
     [InlineData("/leader?wait=", "empty duration")]
     [InlineData("/leader?wait=1s&wait=2s", "more than once")]
+    [InlineData("/leader?wait=100000000000000000000h", "duration \"100000000000000000000h\" is too large")]
+    [InlineData("/leader?wait=-", "a sign alone is not a duration")]
+    [InlineData("/leader?wait=1s%0A2s", "unknown unit \"s\\n\" in duration \"1s\\n2s\"")]
     public async Task A_bad_wait_is_a_400_with_a_one_line_json_error(string path, string expected)
     {
         using var response = await Http.GetAsync(new Uri(_host.HttpAddress, path));
@@ -87,6 +92,69 @@ public sealed class HttpSurfaceTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, ready);
         Assert.Equal("ok", body.GetProperty("status").GetString());
         Assert.False(body.TryGetProperty("reason", out _));
+    }
+
+    [Fact]
+    public async Task A_wait_longer_than_the_longest_long_poll_is_shortened()
+    {
+        _host.Publish(Role.Follower, "other");
+        var poll = GetAsync("/leader?wait=1000000h");
+        Assert.False(poll.IsCompleted);
+
+        _host.Publish(Role.Leader, "me");
+
+        Assert.Equal(HttpStatusCode.OK, (await poll).Code);
+        Assert.Equal(TimeSpan.FromMinutes(5), HttpSurface.MaxWait);
+    }
+
+    [Fact]
+    public async Task A_huge_holder_from_the_lease_gives_a_bounded_status_body()
+    {
+        var holder = new string('h', 1024 * 1024);
+        _host.Publish(Role.Follower, holder);
+
+        using var response = await Http.GetAsync(new Uri(_host.HttpAddress, "/status"));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.InRange(text.Length, 1, 4 * 1024);
+        using var json = JsonDocument.Parse(text);
+        var shown = json.RootElement.GetProperty("holder").GetString()!;
+        Assert.Equal(SurfaceText.MaxLength, shown.Length);
+        Assert.StartsWith(new string('h', 1000), shown, StringComparison.Ordinal);
+        Assert.EndsWith("...", shown, StringComparison.Ordinal);
+        Assert.Equal(shown, json.RootElement.GetProperty("name").GetString());
+    }
+
+    [Fact]
+    public void Text_is_cut_to_the_bound_without_splitting_a_surrogate_pair()
+    {
+        var exact = new string('x', SurfaceText.MaxLength);
+        Assert.Same(exact, SurfaceText.Bound(exact));
+
+        // A pair (an emoji) straddling the cut is dropped whole.
+        var straddling = new string('x', SurfaceText.MaxLength - 4) + "\U0001F600" + new string('x', 10);
+        var cut = SurfaceText.Bound(straddling);
+        Assert.Equal(new string('x', SurfaceText.MaxLength - 4) + "...", cut);
+    }
+
+    [Fact]
+    public async Task Request_headers_over_the_limit_are_refused()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(_host.HttpAddress, "/status"));
+        request.Headers.Add("X-Padding", new string('p', RequestLimits.MaxRequestHeadersBytes + 1));
+
+        using var response = await Http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_request_line_over_the_limit_is_refused()
+    {
+        using var response = await Http.GetAsync(new Uri(_host.HttpAddress, "/status?pad=" + new string('p', RequestLimits.MaxRequestLineBytes)));
+
+        Assert.Equal(HttpStatusCode.RequestUriTooLong, response.StatusCode);
     }
 
     private async Task<(HttpStatusCode Code, JsonElement Body)> GetAsync(string path)

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using LeaderSidecar.Election;
+using LeaderSidecar.Surfaces;
 
 namespace LeaderSidecar.Tests.Surfaces.Metrics;
 
@@ -71,6 +72,25 @@ public sealed partial class SidecarMetricsTests : IAsyncLifetime
         Assert.Equal(0.033, scrape.Value("leader_sidecar_renew_duration_seconds_sum", ("name", "app")), 6);
         Assert.Equal(1, scrape.Value("leader_sidecar_renew_duration_seconds_bucket", ("name", "app"), ("le", "0.005")));
         Assert.Equal(2, scrape.Value("leader_sidecar_renew_duration_seconds_bucket", ("name", "app"), ("le", "+Inf")));
+    }
+
+    [Fact]
+    public async Task A_huge_holder_from_the_lease_gives_a_bounded_metric_label()
+    {
+        _host.Publish(Role.Follower, new string('h', 1024 * 1024));
+
+        using var response = await Http.GetAsync(new Uri(_host.HttpAddress, "/metrics"));
+        var text = await response.Content.ReadAsStringAsync();
+        var scrape = Scrape.Parse(text);
+
+        Assert.InRange(text.Length, 1, 64 * 1024);
+        var info = Assert.Single(scrape.Samples, s => s.Name == "leader_sidecar_holder_info");
+        Assert.Equal(SurfaceText.MaxLength, info.Labels["holder"].Length);
+        Assert.EndsWith("...", info.Labels["holder"], StringComparison.Ordinal);
+
+        // The next holder replaces the cut one's series.
+        _host.Publish(Role.Follower, "other");
+        Assert.Equal(1, Assert.Single((await ScrapeAsync()).Samples, s => s.Name == "leader_sidecar_holder_info").Value);
     }
 
     private async Task<Scrape> ScrapeAsync()
