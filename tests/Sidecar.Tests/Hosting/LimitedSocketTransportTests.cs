@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 
 namespace LeaderSidecar.Tests.Hosting;
 
@@ -52,41 +51,6 @@ public sealed class LimitedSocketTransportTests : IAsyncLifetime
         Assert.Equal(1, ((LimitedListener)listener).Refused);
         Assert.Equal(0, ((LimitedListener)listener).Open);
         Assert.False(pending.IsCompleted);
-    }
-
-    [Fact]
-    public async Task A_failing_accept_pauses_with_growing_pauses_instead_of_spinning()
-    {
-        var time = new FakeTimeProvider();
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        socket.Listen();
-        using var factory = new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance);
-        var listener = new LimitedListener(socket, factory, new ConnectionLimits { PerListener = 10 }, noDelay: true, time, NullLogger.Instance);
-
-        // Shut down, a listening socket stops listening: every accept fails at once (EINVAL), as
-        // every accept does when the process is out of descriptors.
-        socket.Shutdown(SocketShutdown.Receive);
-        using var stop = new CancellationTokenSource();
-        // On a thread of its own: a loop that retried at once would never return from the call.
-        var accepting = Task.Run(() => listener.AcceptAsync(stop.Token).AsTask());
-
-        await Poll.UntilAsync(() => Task.FromResult(listener.Failed >= 1), Deadline, "the first failed accept");
-        Assert.Equal(1, listener.Failed);
-
-        var pause = LimitedListener.FirstPause;
-        for (var failures = 2; failures <= 5; failures++)
-        {
-            time.Advance(pause - TimeSpan.FromMilliseconds(1));
-            Assert.Equal(failures - 1, listener.Failed);
-            time.Advance(TimeSpan.FromMilliseconds(1));
-            await Poll.UntilAsync(() => Task.FromResult(listener.Failed >= failures), Deadline, $"failed accept {failures}");
-            Assert.Equal(failures, listener.Failed);
-            pause *= 2;
-        }
-
-        await stop.CancelAsync();
-        Assert.Null(await accepting.WaitAsync(Deadline));
     }
 
     private async Task<IConnectionListener> BindAsync(ConnectionLimits limits)
