@@ -25,7 +25,7 @@ internal sealed record BenchOptions
 
     public IReadOnlySet<string> Only { get; init; } = new HashSet<string>();
 
-    public static readonly string[] Scenarios = ["footprint", "startup", "http", "failover", "crash", "load"];
+    public static readonly string[] Scenarios = ["footprint", "startup", "http", "flood", "failover", "crash", "load"];
 
     public int Graceful => GracefulTrials ?? (Quick ? 3 : 20);
 

@@ -92,10 +92,17 @@ internal sealed partial class Daemon : IAsyncDisposable
 
     public static void Untrack(Process process) => Running.TryRemove(process.Id, out _);
 
-    /// <summary>Starts a daemon, waits until both surfaces listen and opens a <c>Watch</c> on it.</summary>
-    public static async Task<Daemon> StartAsync(string binary, string identity, IEnumerable<string> args, bool watch = true)
+    /// <summary>
+    /// Starts a daemon, waits until both surfaces listen and opens a <c>Watch</c> on it. With
+    /// <paramref name="descriptorLimit"/> it runs under that file-descriptor limit, soft and hard
+    /// (through <c>sh</c>'s <c>ulimit -n</c>, which sets both).
+    /// </summary>
+    public static async Task<Daemon> StartAsync(string binary, string identity, IEnumerable<string> args, bool watch = true, int? descriptorLimit = null)
     {
-        var info = StartInfo(binary, ["--identity", identity, "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--log-format", "json", .. args]);
+        string[] daemonArgs = ["--identity", identity, "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--log-format", "json", .. args];
+        var info = descriptorLimit is { } limit
+            ? StartInfo("/bin/sh", ["-c", $"ulimit -n {limit} && exec \"$0\" \"$@\"", binary, .. daemonArgs])
+            : StartInfo(binary, daemonArgs);
         var daemon = new Daemon(Track(Process.Start(info)!), identity);
         daemon._process.OutputDataReceived += (_, e) => daemon.OnLine(e.Data);
         daemon._process.ErrorDataReceived += (_, e) => daemon.OnLine(e.Data);

@@ -53,6 +53,7 @@ try
         ("footprint", () => FootprintAndFanOut.RunAsync(h)),
         ("startup", () => Startup.RunAsync(h)),
         ("http", () => LocalHttp.RunAsync(h)),
+        ("flood", () => ConnectionFlood.RunAsync(h)),
         ("failover", () => Failover.RunAsync(h, crash: false)),
         ("crash", () => Failover.RunAsync(h, crash: true)),
         ("load", () => ApiLoad.RunAsync(h)),

@@ -11,6 +11,8 @@ internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // Before anything opens descriptors: the connection limits are derived from this limit.
+        FileDescriptors.RaiseSoftLimit();
         switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable))
         {
             case ParseResult.ShowHelp help:

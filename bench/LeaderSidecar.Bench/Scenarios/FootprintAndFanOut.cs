@@ -14,9 +14,9 @@ internal static class FootprintAndFanOut
 {
     private const int Streams = 1000;
 
-    // Kestrel allows 100 concurrent streams per HTTP/2 connection; 20 channels (each its own
-    // connection) of 50 streams stay well under it.
-    private const int Channels = 20;
+    // The daemon allows 32 concurrent streams per HTTP/2 connection; 40 channels (each its own
+    // connection) of 25 streams stay under it.
+    private const int Channels = 40;
 
     public static async Task RunAsync(Harness h)
     {

@@ -8,6 +8,7 @@ using LeaderSidecar.Surfaces.Health;
 using LeaderSidecar.Surfaces.Http;
 using LeaderSidecar.Surfaces.LeaderFile;
 using LeaderSidecar.Surfaces.Metrics;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -45,9 +46,14 @@ internal static partial class Daemon
 
         ConfigureLogging(builder.Logging, options);
         ListenOptions? httpListener = null, grpcListener = null, probeListener = null;
+        var connectionLimits = ConnectionLimits.ForThisProcess(listeners: options.ProbeAddress is null ? 2 : 3);
+        builder.Services.AddSingleton(connectionLimits);
+        // Registered after Kestrel's socket transport, so Kestrel binds with this one.
+        builder.Services.AddSingleton<IConnectionListenerFactory, LimitedSocketTransport>();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+            connectionLimits.Apply(kestrel);
             httpListener = HttpSurface.Listen(kestrel, options.HttpAddress, probesOnly: false);
             grpcListener = GrpcSurface.Listen(kestrel, options.GrpcAddress);
             if (options.ProbeAddress is { } probe)
@@ -113,6 +119,7 @@ internal static partial class Daemon
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("LeaderSidecar");
         var leaseStore = app.Services.GetRequiredService<ILeaseStore>();
         LogStarting(logger, CommandLine.Version, options.Identity, leaseStore.Description, GoDuration.Format(options.LeaseDuration), GoDuration.Format(options.RenewDeadline), GoDuration.Format(options.RetryPeriod));
+        LogConnectionLimits(logger, connectionLimits);
         await CheckAccessAsync(leaseStore, options, logger);
 
         try
@@ -247,6 +254,28 @@ internal static partial class Daemon
     [LoggerMessage(EventId = 302, EventName = "FirstReadFailed", Level = LogLevel.Warning,
         Message = "First read of the lease failed ({Reason}); campaigning anyway, with retries")]
     private static partial void LogFirstReadFailed(ILogger logger, string reason);
+
+    private static void LogConnectionLimits(ILogger logger, ConnectionLimits limits)
+    {
+        var descriptorLimit = limits.DescriptorLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown";
+        var open = limits.OpenAtStart?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown";
+        if (limits.Starved)
+        {
+            LogFewDescriptors(logger, descriptorLimit, open, limits.PerListener);
+        }
+        else
+        {
+            LogDescriptors(logger, descriptorLimit, open, limits.PerListener);
+        }
+    }
+
+    [LoggerMessage(EventId = 322, EventName = "ConnectionLimits", Level = LogLevel.Debug,
+        Message = "File descriptor limit {DescriptorLimit}, {Open} open at start; each listener holds at most {PerListener} connections")]
+    private static partial void LogDescriptors(ILogger logger, string descriptorLimit, string open, int perListener);
+
+    [LoggerMessage(EventId = 323, EventName = "FewDescriptors", Level = LogLevel.Warning,
+        Message = "File descriptor limit {DescriptorLimit} with {Open} open at start leaves too few for the listeners; each holds at most {PerListener} connections, and a flood of them may starve the lease store (raise the limit, ulimit -n)")]
+    private static partial void LogFewDescriptors(ILogger logger, string descriptorLimit, string open, int perListener);
 
     [LoggerMessage(EventId = 301, EventName = "Listening", Level = LogLevel.Information,
         Message = "{Surface} surface listening on {Address}")]
