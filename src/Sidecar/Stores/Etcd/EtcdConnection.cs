@@ -125,7 +125,7 @@ internal sealed partial class EtcdConnection : IDisposable
     {
         OperationCanceledException when cancellationToken.IsCancellationRequested => null,
         LeaseStoreException => null,
-        RpcException rpc => FromStatus(what, rpc.StatusCode, rpc.Status.Detail, e),
+        RpcException rpc => FromStatus(what, IsTransportFailure(e) ? StatusCode.Unavailable : rpc.StatusCode, rpc.Status.Detail, e),
         HttpRequestException or IOException => new LeaseStoreException(LeaseStoreFailure.Unavailable, $"{what}: etcd unreachable: {e.Message}", e),
         OperationCanceledException => new LeaseStoreException(LeaseStoreFailure.Timeout, $"{what} timed out", e),
         _ => new LeaseStoreException(LeaseStoreFailure.Unavailable, $"{what}: {e.GetType().Name}: {e.Message}", e),
@@ -158,7 +158,14 @@ internal sealed partial class EtcdConnection : IDisposable
     internal static string Shorten(string text) => Kubernetes.KubernetesLeaseStore.Shorten(text);
 
     private static bool IsUnavailable(Exception e) =>
-        e is RpcException { StatusCode: StatusCode.Unavailable } || (e is HttpRequestException or IOException && e is not OperationCanceledException);
+        e is RpcException { StatusCode: StatusCode.Unavailable } || IsTransportFailure(e) || e is HttpRequestException or IOException;
+
+    /// <summary>
+    /// The connection failed under a call (a keep-alive ping went unanswered, the stream was
+    /// reset): gRPC reports that as Internal, but it is the member that is unreachable.
+    /// </summary>
+    private static bool IsTransportFailure(Exception e) =>
+        e is RpcException { StatusCode: StatusCode.Internal, Status.DebugException: HttpRequestException or IOException };
 
     /// <summary>True when the request never reached a member: the connection itself failed.</summary>
     private static bool NeverSent(Exception e)

@@ -170,6 +170,40 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_expired_token_is_renewed_by_logging_in_again()
+    {
+        await using var server = await EtcdServer.StartAsync("--auth-token-ttl", "1");
+        await server.EtcdctlAsync("user", "add", "app:apppw");
+        await server.EtcdctlAsync("role", "add", "leader-sidecar");
+        await server.EtcdctlAsync("role", "grant-permission", "leader-sidecar", "--prefix=true", "readwrite", "/leader-sidecar/");
+        await server.EtcdctlAsync("user", "grant-role", "app", "leader-sidecar");
+        await server.EnableAuthAsync();
+        var store = Track(Store([server.Endpoint], "app", "apppw"));
+        var created = await store.CreateAsync(Record("a"), Ct);
+
+        // An idle simple token expires after its TTL; etcd logs when it drops one.
+        await Poll.UntilAsync(() => Task.FromResult(server.Log.Contains("\"deleted a simple token\",\"user-name\":\"app\"", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "etcd to expire the token");
+
+        Assert.Equal(created, await store.GetAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_watch_on_a_member_that_stopped_answering_ends_as_unavailable()
+    {
+        // A quiet lease sends nothing, so only the connection's pings can tell a frozen or vanished
+        // member from a calm one (about 20 s: a ping every 10 s, 10 s to answer).
+        var created = await Connect().CreateAsync(Record("a"), Ct);
+        await using var watch = Connect().WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(created, await NextAsync(watch));
+
+        _server.Pause();
+
+        var failure = await Assert.ThrowsAsync<LeaseStoreException>(() => NextAsync(watch));
+        Assert.Equal(LeaseStoreFailure.Unavailable, failure.Reason);
+        _server.Resume();
+    }
+
+    [Fact]
     public async Task A_refused_first_endpoint_fails_over_to_the_next()
     {
         var refused = new Uri($"http://127.0.0.1:{EtcdServer.FreePort()}");

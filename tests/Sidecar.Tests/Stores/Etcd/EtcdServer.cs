@@ -23,8 +23,11 @@ internal sealed class EtcdServer : IAsyncDisposable
     private Process? _process;
     private bool _paused;
 
-    private EtcdServer()
+    private readonly string[] _extraArgs;
+
+    private EtcdServer(string[] extraArgs)
     {
+        _extraArgs = extraArgs;
         Endpoint = new Uri($"http://127.0.0.1:{_clientPort}");
         _channel = GrpcChannel.ForAddress(Endpoint);
     }
@@ -39,9 +42,10 @@ internal sealed class EtcdServer : IAsyncDisposable
 
     public string Log => File.Exists(_dir.File("etcd.log")) ? File.ReadAllText(_dir.File("etcd.log")) : "";
 
-    public static async Task<EtcdServer> StartAsync()
+    /// <param name="extraArgs">More etcd flags, such as <c>--auth-token-ttl 1</c>.</param>
+    public static async Task<EtcdServer> StartAsync(params string[] extraArgs)
     {
-        var server = new EtcdServer();
+        var server = new EtcdServer(extraArgs);
         try
         {
             await server.LaunchAsync();
@@ -185,7 +189,7 @@ internal sealed class EtcdServer : IAsyncDisposable
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"test={peer}",
             "--heartbeat-interval", "50", "--election-timeout", "500",
             "--logger", "zap", "--log-outputs", _dir.File("etcd.log"),
-        })
+        }.Concat(_extraArgs))
         {
             info.ArgumentList.Add(arg);
         }
