@@ -40,6 +40,7 @@ internal static partial class CommandLine
             (b, v) => Check(v.Length > 0, "lease directory must not be empty", () => b.Options = b.Options with { LeaseDirectory = v })),
         new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$KUBECONFIG",
             (b, v) => Check(v.Length > 0, "kubeconfig path must not be empty", () => b.Options = b.Options with { Kubeconfig = v })),
+        .. EtcdFlags,
         new("lease-duration", "DURATION", "How long followers wait after the last change they saw before taking the lease.", "15s",
             (b, v) => Duration(v, d => b.Options = b.Options with { LeaseDuration = d })),
         new("renew-deadline", "DURATION", "How long the leader keeps claiming without a successful renew.", "10s",

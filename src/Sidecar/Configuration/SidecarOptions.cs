@@ -14,6 +14,9 @@ internal enum BackendKind
 
     /// <summary>A <c>coordination.k8s.io/v1</c> Lease.</summary>
     Kubernetes,
+
+    /// <summary>A key in etcd v3 (Stores/Etcd).</summary>
+    Etcd,
 }
 
 internal enum LogFormat
@@ -43,6 +46,9 @@ internal sealed record SidecarOptions
     public string? LeaseDirectory { get; init; }
 
     public string? Kubeconfig { get; init; }
+
+    /// <summary>The etcd store's settings; null: no <c>--etcd-*</c> flag was given.</summary>
+    public Stores.Etcd.EtcdOptions? Etcd { get; init; }
 
     public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(15);
 

@@ -1,5 +1,6 @@
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
+using LeaderSidecar.Stores.Etcd;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
 using LeaderSidecar.Surfaces;
@@ -158,6 +159,11 @@ internal static partial class Daemon
     /// </summary>
     private static Func<IServiceProvider, ILeaseStore> CreateStore(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
+        if (EtcdStartup.IsSelected(options))
+        {
+            return EtcdStartup.CreateStore(options, environment, time);
+        }
+
         var backend = options.Backend;
         if (backend == BackendKind.Auto)
         {

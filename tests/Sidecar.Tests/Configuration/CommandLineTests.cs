@@ -95,7 +95,7 @@ public sealed class CommandLineTests
     [InlineData("lease name \"My_App\" is not a valid Kubernetes name", "--lease-name", "My_App")]
     [InlineData("lease name \"../../etc\" is not a valid Kubernetes name", "--lease-name", "../../etc")]
     [InlineData("namespace \"a.b\" is not a valid Kubernetes namespace", "--lease-name", "a", "--namespace", "a.b")]
-    [InlineData("unknown backend \"etcd\"", "--lease-name", "a", "--backend", "etcd")]
+    [InlineData("unknown backend \"consul\"", "--lease-name", "a", "--backend", "consul")]
     [InlineData("unknown backend \"1\"", "--lease-name", "a", "--backend", "1")]
     [InlineData("invalid port in address \"127.0.0.1:99999\"", "--lease-name", "a", "--http-address", "127.0.0.1:99999")]
     [InlineData("a unix socket is not supported here", "--lease-name", "a", "--http-address", "unix:/tmp/x")]

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using LeaderSidecar.Stores.Etcd.Protocol;
+
+namespace LeaderSidecar.Tests.Stores.Etcd;
+
+/// <summary>
+/// A real single-member etcd (Debian's <c>etcd-server</c>) on free loopback ports with a temporary
+/// data directory, for tests. It can be paused, killed and restarted with the same data, and is
+/// stopped and deleted on dispose.
+/// </summary>
+internal sealed class EtcdServer : IAsyncDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private readonly int _clientPort = FreePort();
+    private readonly int _peerPort = FreePort();
+    private readonly GrpcChannel _channel;
+    private Process? _process;
+    private bool _paused;
+
+    private readonly string[] _extraArgs;
+
+    private EtcdServer(string[] extraArgs)
+    {
+        _extraArgs = extraArgs;
+        Endpoint = new Uri($"http://127.0.0.1:{_clientPort}");
+        _channel = GrpcChannel.ForAddress(Endpoint);
+    }
+
+    public Uri Endpoint { get; }
+
+    // etcd refuses a URL with a path, even "/".
+    private string ClientUrl => $"http://127.0.0.1:{_clientPort}";
+
+    /// <summary>A root token for the test's own requests once auth is on; null before.</summary>
+    public string? RootPassword { get; private set; }
+
+    public string Log => File.Exists(_dir.File("etcd.log")) ? File.ReadAllText(_dir.File("etcd.log")) : "";
+
+    /// <param name="extraArgs">More etcd flags, such as <c>--auth-token-ttl 1</c>.</param>
+    public static async Task<EtcdServer> StartAsync(params string[] extraArgs)
+    {
+        var server = new EtcdServer(extraArgs);
+        try
+        {
+            await server.LaunchAsync();
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>A loopback port nobody listens on (bound and released at once).</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>SIGSTOP: the member stops answering; its sockets stay open.</summary>
+    public void Pause()
+    {
+        _paused = true;
+        _ = Kill(_process!.Id, 19);
+    }
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume()
+    {
+        if (_paused && _process is { HasExited: false })
+        {
+            _ = Kill(_process.Id, 18);
+        }
+
+        _paused = false;
+    }
+
+    /// <summary>SIGKILL, then a new etcd on the same ports and data directory, once it answers.</summary>
+    public async Task RestartAsync()
+    {
+        await StopAsync();
+        await LaunchAsync();
+    }
+
+    public async Task StopAsync()
+    {
+        if (_process is { } process)
+        {
+            Resume();
+            if (!process.HasExited)
+            {
+                process.Kill();
+                await process.WaitForExitAsync();
+            }
+
+            process.Dispose();
+            _process = null;
+        }
+    }
+
+    public async Task PutAsync(string key, byte[] value) =>
+        await Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value) }, await HeadersAsync(), Deadline());
+
+    public async Task DeleteAsync(string key) =>
+        await Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) }, await HeadersAsync(), Deadline());
+
+    /// <summary>Writes another key, moving the store's revision on; returns the new revision.</summary>
+    public async Task<long> BumpAsync() =>
+        (await Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("/other"), Value = ByteString.CopyFromUtf8("x") }, await HeadersAsync(), Deadline())).Header.Revision;
+
+    /// <summary>Compacts the history up to <paramref name="revision"/> (physically, before returning).</summary>
+    public async Task CompactAsync(long revision) =>
+        await Kv.CompactAsync(new CompactionRequest { Revision = revision, Physical = true }, await HeadersAsync(), Deadline());
+
+    /// <summary>Runs <c>etcdctl</c> against this member (as root once auth is on); fails the test on a non-zero exit.</summary>
+    public async Task<string> EtcdctlAsync(params string[] args)
+    {
+        var info = new ProcessStartInfo("etcdctl") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        info.Environment["ETCDCTL_API"] = "3";
+        info.ArgumentList.Add($"--endpoints={ClientUrl}");
+        if (RootPassword is not null)
+        {
+            info.ArgumentList.Add($"--user=root:{RootPassword}");
+        }
+
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info)!;
+        process.StandardInput.Close();
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await process.WaitForExitAsync(deadline.Token);
+        Assert.True(process.ExitCode == 0, $"etcdctl {string.Join(' ', args)} exited {process.ExitCode}: {await error}");
+        return await output;
+    }
+
+    /// <summary>Turns auth on: a root user (for the tests' own requests) and nothing else yet.</summary>
+    public async Task EnableAuthAsync()
+    {
+        await EtcdctlAsync("user", "add", "root:rootpw");
+        await EtcdctlAsync("auth", "enable");
+        RootPassword = "rootpw";
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _channel.Dispose();
+        _dir.Dispose();
+    }
+
+    private KV.KVClient Kv => new(_channel);
+
+    private static DateTime Deadline() => DateTime.UtcNow.AddSeconds(10);
+
+    private async Task<Metadata> HeadersAsync()
+    {
+        var headers = new Metadata();
+        if (RootPassword is not null)
+        {
+            var answer = await new Auth.AuthClient(_channel).AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = RootPassword }, deadline: Deadline());
+            headers.Add("token", answer.Token);
+        }
+
+        return headers;
+    }
+
+    private async Task LaunchAsync()
+    {
+        var peer = $"http://127.0.0.1:{_peerPort}";
+        var info = new ProcessStartInfo("etcd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[]
+        {
+            "--name", "test", "--data-dir", _dir.File("data"),
+            "--listen-client-urls", ClientUrl, "--advertise-client-urls", ClientUrl,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"test={peer}",
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+            "--logger", "zap", "--log-outputs", _dir.File("etcd.log"),
+        }.Concat(_extraArgs))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(info)!;
+        _process = process;
+        // Drained, not closed: a Go program writing to a closed pipe dies of SIGPIPE.
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        // Up means: a linearizable read is answered (a leader is elected), or an auth error says so.
+        await Poll.UntilAsync(
+            async () =>
+            {
+                if (process.HasExited)
+                {
+                    Assert.Fail($"etcd exited ({process.ExitCode}): {Log}");
+                }
+
+                try
+                {
+                    await Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/") }, deadline: DateTime.UtcNow.AddSeconds(1));
+                    return true;
+                }
+                catch (RpcException e)
+                {
+                    return e.StatusCode is not (StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Internal);
+                }
+            },
+            TimeSpan.FromSeconds(30),
+            "etcd to answer");
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+}
