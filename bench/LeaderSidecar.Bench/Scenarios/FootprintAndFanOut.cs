@@ -26,7 +26,7 @@ internal static class FootprintAndFanOut
         var lease = h.Api.NewLease("fanout");
         var samples = h.Options.Quick ? 3 : 10;
         Harness.Log("footprint: idle leaders (kubernetes and file backend)");
-        await using var leader = await h.StartDaemonAsync(lease, "x");
+        await using var leader = await h.StartDaemonAsync(lease, "x", "--allow-tcp-control");
         var leaseDir = Directory.CreateDirectory(Path.Combine(h.Scratch, "footprint")).FullName;
         await using var fileLeader = await Daemon.StartAsync(h.Options.Binary, "f", ["--backend", "file", "--lease-dir", leaseDir, "--lease-name", "footprint"]);
         await h.SingleLeaderAsync([leader.Roles]);
@@ -78,7 +78,7 @@ internal static class FootprintAndFanOut
     {
         var transitions = h.Options.Quick ? 4 : 20;
         Harness.Log($"watch fan-out: {transitions} transitions of a leader with {Streams} streams");
-        await using var y = await h.StartDaemonAsync(lease, "y");
+        await using var y = await h.StartDaemonAsync(lease, "y", "--allow-tcp-control");
         var holdOff = TimeSpan.FromSeconds(1);
         var stepDowns = new List<double>();
         var takeOvers = new List<double>();

@@ -32,10 +32,10 @@ internal static partial class CommandLine
             (b, v) => IdentityProblem(v) ?? Set(() => b.Options = b.Options with { Identity = v })),
         new("namespace", "NS", "Namespace of the lease.", "$POD_NAMESPACE, else the service-account namespace, else default",
             (b, v) => NamespaceProblem(v) ?? Set(() => b.Options = b.Options with { Namespace = v })),
-        new("backend", "auto|file|kubernetes", "Lease store. auto picks kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with a kubeconfig, else file.", "auto",
+        new("backend", "auto|file|kubernetes|etcd", "Lease store. auto picks etcd when --etcd-endpoints is given, kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with a kubeconfig, else file.", "auto",
             (b, v) => ParseBackend(v) is { } kind
                 ? Set(() => b.Options = b.Options with { Backend = kind })
-                : $"unknown backend {Quote(v)} (use auto, file or kubernetes)"),
+                : $"unknown backend {Quote(v)} (use auto, file, kubernetes or etcd)"),
         new("lease-dir", "DIR", "Directory of the file backend's lease files; it must not be writable by every user.", SidecarOptions.DefaultLeaseDirectory,
             (b, v) => Check(v.Length > 0, "lease directory must not be empty", () => b.Options = b.Options with { LeaseDirectory = v })),
         new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$KUBECONFIG",
@@ -300,6 +300,7 @@ internal static partial class CommandLine
         "auto" => BackendKind.Auto,
         "file" => BackendKind.File,
         "kubernetes" => BackendKind.Kubernetes,
+        "etcd" => BackendKind.Etcd,
         _ => null,
     };
 

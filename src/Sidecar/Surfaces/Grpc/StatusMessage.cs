@@ -11,7 +11,7 @@ internal static class StatusMessage
     {
         var message = new Status
         {
-            Identity = status.Identity,
+            Identity = SurfaceText.Bound(status.Identity),
             Role = status.Role switch
             {
                 Election.Role.Leader => Leadership.V1.Role.Leader,
@@ -19,10 +19,10 @@ internal static class StatusMessage
                 _ => Leadership.V1.Role.Unknown,
             },
             Leader = status.IsLeader,
-            Holder = status.Holder,
-            LeaseUid = status.LeaseUid,
-            LeaseName = status.LeaseName,
-            LeaseNamespace = status.LeaseNamespace,
+            Holder = SurfaceText.Bound(status.Holder),
+            LeaseUid = SurfaceText.Bound(status.LeaseUid),
+            LeaseName = SurfaceText.Bound(status.LeaseName),
+            LeaseNamespace = SurfaceText.Bound(status.LeaseNamespace),
             Revision = status.Revision,
             Draining = draining,
         };
