@@ -36,7 +36,8 @@ internal sealed class LeadershipService(
     /// </summary>
     public override async Task Watch(WatchRequest request, IServerStreamWriter<Leadership.V1.Status> responseStream, ServerCallContext context)
     {
-        using var open = streams.Open();
+        using var open = streams.TryOpen()
+            ?? throw new RpcException(new RpcStatus(StatusCode.ResourceExhausted, $"{WatchStreams.MaxOpen} Watch streams are open already; try again later"));
         using var ends = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, drain.Closing);
         var sent = 0L;
         try

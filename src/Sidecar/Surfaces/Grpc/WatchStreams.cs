@@ -7,6 +7,14 @@ namespace LeaderSidecar.Surfaces.Grpc;
 /// </summary>
 internal sealed class WatchStreams
 {
+    /// <summary>
+    /// The most streams open at once. Connections and streams per connection are bounded by the
+    /// listeners, but their product (tens of thousands of streams, each with its buffers) is not a
+    /// bound a local neighbour should be able to reach; a thousand watching apps is already far
+    /// beyond a sidecar's use.
+    /// </summary>
+    public const int MaxOpen = 4096;
+
     private readonly Lock _gate = new();
     private readonly HashSet<Stream> _open = [];
     private TaskCompletionSource _changed = NewSignal();
@@ -63,12 +71,20 @@ internal sealed class WatchStreams
         }
     }
 
-    /// <summary>Counts one stream until the returned handle is disposed.</summary>
-    public Stream Open()
+    /// <summary>
+    /// Counts one stream until the returned handle is disposed; <see langword="null"/> when
+    /// <see cref="MaxOpen"/> streams are open already.
+    /// </summary>
+    public Stream? TryOpen()
     {
         var stream = new Stream(this);
         lock (_gate)
         {
+            if (_open.Count >= MaxOpen)
+            {
+                return null;
+            }
+
             _open.Add(stream);
             Signal();
         }
