@@ -322,19 +322,8 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     }
 
     /// <summary>Runs <paramref name="request"/> with the request timeout; running out of it is a <see cref="LeaseStoreFailure.Timeout"/>.</summary>
-    private async Task<T> WithinRequestTimeoutAsync<T>(string what, Func<CancellationToken, Task<T>> request, CancellationToken cancellationToken)
-    {
-        using var timeout = new CancellationTokenSource(_requestTimeout, _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        try
-        {
-            return await request(linked.Token);
-        }
-        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"{what} did not complete within the request timeout ({_requestTimeout.TotalSeconds:0.###} s)", e);
-        }
-    }
+    private Task<T> WithinRequestTimeoutAsync<T>(string what, Func<CancellationToken, Task<T>> request, CancellationToken cancellationToken) =>
+        RequestTimeout.WithinAsync(what, _requestTimeout, _time, request, cancellationToken);
 
     /// <summary>The whole body, or <see langword="null"/> when it is longer than <paramref name="limit"/> (not read further).</summary>
     private static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
