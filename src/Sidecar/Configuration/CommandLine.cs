@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using LeaderSidecar.Stores;
 using Microsoft.Extensions.Logging;
 
 namespace LeaderSidecar.Configuration;
@@ -32,15 +33,11 @@ internal static partial class CommandLine
             (b, v) => IdentityProblem(v) ?? Set(() => b.Options = b.Options with { Identity = v })),
         new("namespace", "NS", "Namespace of the lease.", "$POD_NAMESPACE, else the service-account namespace, else default",
             (b, v) => NamespaceProblem(v) ?? Set(() => b.Options = b.Options with { Namespace = v })),
-        new("backend", "auto|file|kubernetes|etcd", "Lease store. auto picks etcd when --etcd-endpoints is given, kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with a kubeconfig, else file.", "auto",
-            (b, v) => ParseBackend(v) is { } kind
-                ? Set(() => b.Options = b.Options with { Backend = kind })
-                : $"unknown backend {Quote(v)} (use auto, file, kubernetes or etcd)"),
-        new("lease-dir", "DIR", "Directory of the file backend's lease files; it must not be writable by every user.", SidecarOptions.DefaultLeaseDirectory,
-            (b, v) => Check(v.Length > 0, "lease directory must not be empty", () => b.Options = b.Options with { LeaseDirectory = v })),
-        new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$KUBECONFIG",
-            (b, v) => Check(v.Length > 0, "kubeconfig path must not be empty", () => b.Options = b.Options with { Kubeconfig = v })),
-        .. EtcdFlags,
+        new("backend", "auto|" + string.Join('|', StoreKinds.All.Select(k => k.Name)), "Lease store. auto picks the store whose flags are given (such as --etcd-endpoints), else kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with $KUBECONFIG, else file.", SidecarOptions.AutoBackend,
+            (b, v) => ParseBackend(v) is { } name
+                ? Set(() => b.Options = b.Options with { Backend = name })
+                : $"unknown backend {Quote(v)} (use {SidecarOptions.AutoBackend}, {string.Join(", ", StoreKinds.All.SkipLast(1).Select(k => k.Name))} or {StoreKinds.All[^1].Name})"),
+        .. StoreKinds.All.SelectMany(kind => kind.Flags).Select(flag => new Flag(flag.Name, flag.ValueName, flag.Help, flag.Default, (b, v) => flag.Apply(b.Options.Stores, v))),
         new("lease-duration", "DURATION", "How long followers wait after the last change they saw before taking the lease.", "15s",
             (b, v) => Duration(v, d => b.Options = b.Options with { LeaseDuration = d })),
         new("renew-deadline", "DURATION", "How long the leader keeps claiming without a successful renew.", "10s",
@@ -84,7 +81,6 @@ internal static partial class CommandLine
                 LeaseName = "",
                 Identity = podName ?? Environment.MachineName,
                 Namespace = podNamespace ?? ReadServiceAccountNamespace() ?? "default",
-                Kubeconfig = NonEmpty(environment("KUBECONFIG")),
             },
         };
 
@@ -294,15 +290,12 @@ internal static partial class CommandLine
     private static string? NamespaceProblem(string value) =>
         IsDnsLabel(value) ? null : $"namespace {Quote(value)} is not a valid Kubernetes namespace (lowercase letters, digits and '-', at most 63)";
 
-    // Enum.TryParse would also take "file,kubernetes" (flags), " file" and numbers.
-    private static BackendKind? ParseBackend(string value) => value.ToLowerInvariant() switch
+    // Exact names only: no " file", no "File,etcd".
+    private static string? ParseBackend(string value)
     {
-        "auto" => BackendKind.Auto,
-        "file" => BackendKind.File,
-        "kubernetes" => BackendKind.Kubernetes,
-        "etcd" => BackendKind.Etcd,
-        _ => null,
-    };
+        var name = value.ToLowerInvariant();
+        return name == SidecarOptions.AutoBackend ? name : StoreKinds.Find(name)?.Name;
+    }
 
     private static bool? ParseSwitch(string value) => value.ToLowerInvariant() switch
     {

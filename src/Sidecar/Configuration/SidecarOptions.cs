@@ -3,22 +3,6 @@ using Microsoft.Extensions.Logging;
 
 namespace LeaderSidecar.Configuration;
 
-/// <summary>Which lease store to use.</summary>
-internal enum BackendKind
-{
-    /// <summary>Kubernetes when in a cluster or given a kubeconfig, else the local file backend.</summary>
-    Auto,
-
-    /// <summary>A JSON file under <see cref="SidecarOptions.LeaseDirectory"/>; one host only.</summary>
-    File,
-
-    /// <summary>A <c>coordination.k8s.io/v1</c> Lease.</summary>
-    Kubernetes,
-
-    /// <summary>A key in etcd v3 (Stores/Etcd).</summary>
-    Etcd,
-}
-
 internal enum LogFormat
 {
     Json,
@@ -28,8 +12,8 @@ internal enum LogFormat
 /// <summary>Everything the daemon was configured with, after defaults, environment and flags.</summary>
 internal sealed record SidecarOptions
 {
-    /// <summary>How <c>--help</c> names the default of <see cref="LeaseDirectory"/>.</summary>
-    public const string DefaultLeaseDirectory = "/tmp/leader-sidecar-UID (private to this user)";
+    /// <summary>The <c>--backend</c> value that picks the store from the other flags and the surroundings.</summary>
+    public const string AutoBackend = "auto";
 
     public required string LeaseName { get; init; }
 
@@ -37,18 +21,11 @@ internal sealed record SidecarOptions
 
     public required string Namespace { get; init; }
 
-    public BackendKind Backend { get; init; } = BackendKind.Auto;
+    /// <summary>A store's name (Stores/StoreKinds.cs), or <see cref="AutoBackend"/>.</summary>
+    public string Backend { get; init; } = AutoBackend;
 
-    /// <summary>
-    /// The file backend's directory as given (<c>--lease-dir</c>); <see langword="null"/>: the private
-    /// per-user default, which is held to stricter rules (Stores/LocalFile/LeaseDirectory.cs).
-    /// </summary>
-    public string? LeaseDirectory { get; init; }
-
-    public string? Kubeconfig { get; init; }
-
-    /// <summary>The etcd store's settings; null: no <c>--etcd-*</c> flag was given.</summary>
-    public Stores.Etcd.EtcdOptions? Etcd { get; init; }
+    /// <summary>Each store's settings, as its flags gave them.</summary>
+    public Stores.StoreSettings Stores { get; init; } = new();
 
     public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(15);
 

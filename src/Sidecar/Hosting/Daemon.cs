@@ -1,8 +1,6 @@
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
-using LeaderSidecar.Stores.Etcd;
-using LeaderSidecar.Stores.Kubernetes;
-using LeaderSidecar.Stores.LocalFile;
+using LeaderSidecar.Stores;
 using LeaderSidecar.Surfaces;
 using LeaderSidecar.Surfaces.Grpc;
 using LeaderSidecar.Surfaces.Health;
@@ -68,7 +66,7 @@ internal static partial class Daemon
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainTimeout + options.RenewDeadline + TimeSpan.FromSeconds(2));
 
         var time = TimeProvider.System;
-        var store = CreateStore(options, environment, time);
+        var store = StoreKinds.Select(options, environment).Create(options, environment, time);
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(options.Election);
         builder.Services.AddSingleton(store);
@@ -152,54 +150,6 @@ internal static partial class Daemon
     /// <summary>Where a listener is bound, with the port the system picked for port 0.</summary>
     private static string Bound(ListenOptions? listener, ListenAddress configured) =>
         listener is { EndPoint: System.Net.IPEndPoint ip } ? $"http://{new ListenAddress(ip.Address, ip.Port, null)}" : configured.ToString();
-
-    /// <summary>
-    /// Picks and builds the lease store. Configuration problems (an unusable directory or
-    /// kubeconfig, a missing token) are start-up errors; the store's logger comes later from the host.
-    /// </summary>
-    private static Func<IServiceProvider, ILeaseStore> CreateStore(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
-    {
-        if (EtcdStartup.IsSelected(options))
-        {
-            return EtcdStartup.CreateStore(options, environment, time);
-        }
-
-        var backend = options.Backend;
-        if (backend == BackendKind.Auto)
-        {
-            backend = options.Kubeconfig is not null || KubernetesConnection.IsInCluster(environment) ? BackendKind.Kubernetes : BackendKind.File;
-        }
-
-        if (backend == BackendKind.Kubernetes)
-        {
-            ApiClient api;
-            try
-            {
-                api = options.Kubeconfig is { } path ? KubernetesConnection.FromKubeconfig(path) : KubernetesConnection.InCluster(environment, time);
-            }
-            catch (ArgumentException e)
-            {
-                throw new StartupException(e.Message + (options.Kubeconfig is null ? " (in-cluster configuration)" : " (--kubeconfig)"));
-            }
-
-            return services => new KubernetesLeaseStore(api, options.Namespace, options.LeaseName, options.Election.RequestTimeout, time, services.GetRequiredService<ILogger<KubernetesLeaseStore>>());
-        }
-
-        var directory = options.LeaseDirectory ?? LeaseDirectory.Default();
-        var store = new FileLeaseStore(directory, options.Namespace, options.LeaseName, time, chosenByUser: options.LeaseDirectory is not null);
-        if (store.CheckUsable() is { } problem)
-        {
-            throw new StartupException(problem + " (--lease-dir)");
-        }
-
-        if (store.ClaimIdentity(options.Identity) is { } taken)
-        {
-            store.Dispose();
-            throw new StartupException(taken);
-        }
-
-        return _ => store;
-    }
 
     /// <summary>
     /// One read of the lease before campaigning, so credentials that are rejected (401) or an

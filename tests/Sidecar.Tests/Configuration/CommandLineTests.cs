@@ -1,5 +1,7 @@
 using System.Net;
 using LeaderSidecar.Configuration;
+using LeaderSidecar.Stores.Kubernetes;
+using LeaderSidecar.Stores.LocalFile;
 using Microsoft.Extensions.Logging;
 
 namespace LeaderSidecar.Tests.Configuration;
@@ -15,13 +17,13 @@ public sealed class CommandLineTests
 
         Assert.Equal("app", options.LeaseName);
         Assert.Equal(Environment.MachineName, options.Identity);
-        Assert.Equal(BackendKind.Auto, options.Backend);
+        Assert.Equal("auto", options.Backend);
         Assert.Equal(TimeSpan.FromSeconds(15), options.LeaseDuration);
         Assert.Equal(TimeSpan.FromSeconds(10), options.RenewDeadline);
         Assert.Equal(TimeSpan.FromSeconds(2), options.RetryPeriod);
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4040, null), options.HttpAddress);
         Assert.Equal(new ListenAddress(IPAddress.Loopback, 4041, null), options.GrpcAddress);
-        Assert.Null(options.LeaseDirectory);
+        Assert.Null(options.Stores.Get<FileSettings>().Directory);
         Assert.Null(options.LeaderFile);
         Assert.Null(options.ProbeAddress);
         Assert.Equal(TimeSpan.Zero, options.DrainTimeout);
@@ -70,9 +72,9 @@ public sealed class CommandLineTests
         Assert.Equal("my.app", options.LeaseName);
         Assert.Equal("pod-1", options.Identity);
         Assert.Equal("prod", options.Namespace);
-        Assert.Equal(BackendKind.File, options.Backend);
-        Assert.Equal("/var/lib/leases", options.LeaseDirectory);
-        Assert.Equal("/home/me/.kube/config", options.Kubeconfig);
+        Assert.Equal("file", options.Backend);
+        Assert.Equal("/var/lib/leases", options.Stores.Get<FileSettings>().Directory);
+        Assert.Equal("/home/me/.kube/config", options.Stores.Get<KubernetesSettings>().Kubeconfig);
         Assert.Equal(TimeSpan.FromSeconds(30), options.LeaseDuration);
         Assert.Equal(TimeSpan.FromSeconds(20), options.RenewDeadline);
         Assert.Equal(TimeSpan.FromSeconds(4), options.RetryPeriod);

@@ -93,7 +93,7 @@ public sealed class ManifestTests
         var options = example.SidecarOptions;
 
         Assert.Null(example.Sidecar["command"]);
-        Assert.Equal(BackendKind.Kubernetes, options.Backend);
+        Assert.Equal("kubernetes", options.Backend);
         Assert.Equal("metadata.name", FieldRef(example.Sidecar, "POD_NAME"));
         Assert.Equal("metadata.namespace", FieldRef(example.Sidecar, "POD_NAMESPACE"));
         Assert.Equal("example-app-5d8f7c9b4-x2x7q", options.Identity);

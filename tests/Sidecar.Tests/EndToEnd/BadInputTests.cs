@@ -111,6 +111,17 @@ public sealed class BadInputTests : IDisposable
         Assert.EndsWith("(in-cluster configuration)", line, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_stale_KUBECONFIG_in_the_environment_is_named_as_the_variable_not_as_a_flag()
+    {
+        var stale = _dir.File("gone.kubeconfig");
+
+        var line = await SingleErrorLineAsync(new Dictionary<string, string> { ["KUBECONFIG"] = stale }, "--lease-name", "x");
+
+        Assert.Contains(stale, line, StringComparison.Ordinal);
+        Assert.EndsWith("($KUBECONFIG)", line, StringComparison.Ordinal);
+    }
+
     public void Dispose() => _dir.Dispose();
 
     private static async Task<string> SingleErrorLineAsync(IReadOnlyDictionary<string, string> environment, params string[] args)

@@ -1,6 +1,9 @@
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Hosting;
+using LeaderSidecar.Stores;
 using LeaderSidecar.Stores.Etcd;
+using LeaderSidecar.Stores.Kubernetes;
+using LeaderSidecar.Stores.LocalFile;
 
 namespace LeaderSidecar.Tests.Stores.Etcd;
 
@@ -17,8 +20,8 @@ public sealed class EtcdFlagsTests
             "--etcd-user", "app", "--etcd-password-file", "/run/secrets/etcd", "--etcd-ca", "/tls/ca.pem",
             "--etcd-cert", "/tls/client.pem", "--etcd-key", "/tls/client-key.pem");
 
-        Assert.Equal(BackendKind.Etcd, options.Backend);
-        var etcd = options.Etcd!;
+        Assert.Equal("etcd", options.Backend);
+        var etcd = options.Stores.Get<EtcdOptions>();
         Assert.Equal([new Uri("https://etcd-0:2379"), new Uri("https://etcd-1:2379")], etcd.Endpoints);
         Assert.Equal("/apps/", etcd.Prefix);
         Assert.Equal("app", etcd.User);
@@ -34,7 +37,7 @@ public sealed class EtcdFlagsTests
         _environment["LEADER_SIDECAR_ETCD_ENDPOINTS"] = "http://10.0.0.1:2379";
         _environment["LEADER_SIDECAR_ETCD_PREFIX"] = "/x/";
 
-        var etcd = Run("--lease-name", "app").Etcd!;
+        var etcd = Run("--lease-name", "app").Stores.Get<EtcdOptions>();
 
         Assert.Equal([new Uri("http://10.0.0.1:2379")], etcd.Endpoints);
         Assert.Equal("/x/", etcd.Prefix);
@@ -75,25 +78,35 @@ public sealed class EtcdFlagsTests
     [Fact]
     public void Auto_picks_etcd_when_endpoints_are_given_and_refuses_two_stores()
     {
-        Assert.False(EtcdStartup.IsSelected(Run("--lease-name", "a")));
-        Assert.False(EtcdStartup.IsSelected(Run("--lease-name", "a", "--etcd-prefix", "/x/")));
-        Assert.True(EtcdStartup.IsSelected(Run("--lease-name", "a", "--etcd-endpoints", "http://127.0.0.1:2379")));
-        Assert.True(EtcdStartup.IsSelected(Run("--lease-name", "a", "--backend", "etcd")));
-        Assert.False(EtcdStartup.IsSelected(Run("--lease-name", "a", "--backend", "file", "--etcd-endpoints", "http://127.0.0.1:2379")));
+        Assert.IsType<FileStoreKind>(Select("--lease-name", "a"));
+        Assert.IsType<FileStoreKind>(Select("--lease-name", "a", "--etcd-prefix", "/x/"));
+        Assert.IsType<EtcdStoreKind>(Select("--lease-name", "a", "--etcd-endpoints", "http://127.0.0.1:2379"));
+        Assert.IsType<EtcdStoreKind>(Select("--lease-name", "a", "--backend", "etcd"));
+        Assert.IsType<FileStoreKind>(Select("--lease-name", "a", "--backend", "file", "--etcd-endpoints", "http://127.0.0.1:2379"));
 
-        var both = Assert.Throws<StartupException>(() => EtcdStartup.IsSelected(Run("--lease-name", "a", "--etcd-endpoints", "http://127.0.0.1:2379", "--kubeconfig", "/k")));
+        var both = Assert.Throws<StartupException>(() => Select("--lease-name", "a", "--etcd-endpoints", "http://127.0.0.1:2379", "--kubeconfig", "/k"));
         Assert.Contains("--backend", both.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_exported_KUBECONFIG_or_a_pod_does_not_outvote_the_etcd_flags()
+    {
+        _environment["KUBECONFIG"] = "/home/me/.kube/config";
+        _environment["KUBERNETES_SERVICE_HOST"] = "10.0.0.1";
+
+        Assert.IsType<EtcdStoreKind>(Select("--lease-name", "a", "--etcd-endpoints", "http://127.0.0.1:2379"));
+        Assert.IsType<KubernetesStoreKind>(Select("--lease-name", "a"));
     }
 
     [Fact]
     public void A_user_needs_a_password_and_a_password_needs_a_user()
     {
         var options = Run("--lease-name", "a", "--etcd-user", "app");
-        Assert.Throws<StartupException>(() => EtcdStartup.CreateStore(options, Lookup, TimeProvider.System));
+        Assert.Throws<StartupException>(() => new EtcdStoreKind().Create(options, Lookup, TimeProvider.System));
 
-        _environment[EtcdStartup.PasswordVariable] = "pw";
-        Assert.Throws<StartupException>(() => EtcdStartup.CreateStore(Run("--lease-name", "a", "--backend", "etcd"), Lookup, TimeProvider.System));
-        EtcdStartup.CreateStore(options, Lookup, TimeProvider.System);
+        _environment[EtcdStoreKind.PasswordVariable] = "pw";
+        Assert.Throws<StartupException>(() => new EtcdStoreKind().Create(Run("--lease-name", "a", "--backend", "etcd"), Lookup, TimeProvider.System));
+        new EtcdStoreKind().Create(options, Lookup, TimeProvider.System);
     }
 
     [Fact]
@@ -102,16 +115,18 @@ public sealed class EtcdFlagsTests
         using var dir = new TempDirectory();
         var missing = dir.File("missing");
 
-        var password = Assert.Throws<StartupException>(() => EtcdStartup.CreateStore(Run("--lease-name", "a", "--etcd-user", "app", "--etcd-password-file", missing), Lookup, TimeProvider.System));
+        var password = Assert.Throws<StartupException>(() => new EtcdStoreKind().Create(Run("--lease-name", "a", "--etcd-user", "app", "--etcd-password-file", missing), Lookup, TimeProvider.System));
         Assert.Contains("--etcd-password-file", password.Message, StringComparison.Ordinal);
 
-        var ca = Assert.Throws<StartupException>(() => EtcdStartup.CreateStore(Run("--lease-name", "a", "--etcd-ca", missing), Lookup, TimeProvider.System));
+        var ca = Assert.Throws<StartupException>(() => new EtcdStoreKind().Create(Run("--lease-name", "a", "--etcd-ca", missing), Lookup, TimeProvider.System));
         Assert.Contains("--etcd-ca", ca.Message, StringComparison.Ordinal);
 
         File.WriteAllText(dir.File("cert.pem"), "not a certificate");
-        var cert = Assert.Throws<StartupException>(() => EtcdStartup.CreateStore(Run("--lease-name", "a", "--etcd-cert", dir.File("cert.pem"), "--etcd-key", dir.File("cert.pem")), Lookup, TimeProvider.System));
+        var cert = Assert.Throws<StartupException>(() => new EtcdStoreKind().Create(Run("--lease-name", "a", "--etcd-cert", dir.File("cert.pem"), "--etcd-key", dir.File("cert.pem")), Lookup, TimeProvider.System));
         Assert.Contains("--etcd-cert", cert.Message, StringComparison.Ordinal);
     }
+
+    private StoreKind Select(params string[] args) => StoreKinds.Select(Run(args), Lookup);
 
     private SidecarOptions Run(params string[] args) =>
         Assert.IsType<ParseResult.Run>(CommandLine.Parse(args, Lookup)).Options;

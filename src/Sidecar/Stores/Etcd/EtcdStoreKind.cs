@@ -6,31 +6,41 @@ using LeaderSidecar.Hosting;
 
 namespace LeaderSidecar.Stores.Etcd;
 
-/// <summary>Whether the daemon uses etcd, and the store built from the flags; problems are start-up errors.</summary>
-internal static class EtcdStartup
+/// <summary><c>--backend etcd</c>: a key in etcd v3, its flags, and the store built from them; problems are start-up errors.</summary>
+internal sealed class EtcdStoreKind : StoreKind
 {
     /// <summary>The environment variable holding the etcd password (never a flag: flags show in <c>ps</c>).</summary>
     public const string PasswordVariable = "LEADER_SIDECAR_ETCD_PASSWORD";
 
-    /// <summary>
-    /// True for <c>--backend etcd</c>, and for <c>auto</c> when etcd endpoints are given. Settings of
-    /// two stores under <c>auto</c> are ambiguous: a start-up error rather than a guess.
-    /// </summary>
-    public static bool IsSelected(SidecarOptions options)
-    {
-        var given = options.Etcd is { Endpoints.Count: > 0 };
-        if (options.Backend == BackendKind.Auto && given && options.Kubeconfig is not null)
-        {
-            throw new StartupException("both --etcd-endpoints and a kubeconfig (--kubeconfig or $KUBECONFIG) are given: pick the store with --backend etcd or --backend kubernetes");
-        }
+    public override string Name => "etcd";
 
-        return options.Backend == BackendKind.Etcd || (options.Backend == BackendKind.Auto && given);
-    }
+    public override IReadOnlyList<StoreFlag> Flags { get; } =
+    [
+        new("etcd-endpoints", "URL[,URL…]", "etcd members for the etcd backend (several: fail over between them); giving them makes --backend auto pick etcd.", null,
+            (s, v) => EtcdOptions.ParseEndpoints(v, out var problem) is { } endpoints
+                ? s.Set<EtcdOptions>(e => e with { Endpoints = endpoints })
+                : problem),
+        new("etcd-prefix", "PREFIX", "Key prefix in etcd; the lease is PREFIX + NAMESPACE/NAME.", EtcdOptions.DefaultPrefix,
+            (s, v) => v.Length > 0 ? s.Set<EtcdOptions>(e => e with { Prefix = v }) : "etcd prefix must not be empty"),
+        new("etcd-user", "USER", "etcd user name; the password comes from $LEADER_SIDECAR_ETCD_PASSWORD or --etcd-password-file.", null,
+            (s, v) => s.Set<EtcdOptions>(e => e with { User = v })),
+        new("etcd-password-file", "PATH", "A file holding the etcd user's password (one line).", null,
+            (s, v) => s.Set<EtcdOptions>(e => e with { PasswordFile = v })),
+        new("etcd-ca", "PATH", "PEM file of the CA that signed the etcd members' certificates (https endpoints).", null,
+            (s, v) => s.Set<EtcdOptions>(e => e with { CaFile = v })),
+        new("etcd-cert", "PATH", "PEM client certificate for etcd (with --etcd-key).", null,
+            (s, v) => s.Set<EtcdOptions>(e => e with { CertFile = v })),
+        new("etcd-key", "PATH", "PEM private key of --etcd-cert.", null,
+            (s, v) => s.Set<EtcdOptions>(e => e with { KeyFile = v })),
+    ];
+
+    public override string? ChosenBy(SidecarOptions options) =>
+        options.Stores.Get<EtcdOptions>().Endpoints.Count > 0 ? "--etcd-endpoints" : null;
 
     /// <summary>Builds the store: reads the password and TLS files now, so a bad one stops the start.</summary>
-    public static Func<IServiceProvider, ILeaseStore> CreateStore(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
+    public override Func<IServiceProvider, ILeaseStore> Create(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
-        var etcd = options.Etcd ?? new EtcdOptions();
+        var etcd = options.Stores.Get<EtcdOptions>();
         var password = etcd.PasswordFile is { } file ? ReadPassword(file) : environment(PasswordVariable);
         if (etcd.User is null && !string.IsNullOrEmpty(password))
         {
