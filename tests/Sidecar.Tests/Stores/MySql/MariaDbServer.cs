@@ -217,7 +217,7 @@ internal sealed class MariaDbServer : IAsyncDisposable
     private async Task InstallAsync()
     {
         var info = new ProcessStartInfo("mariadb-install-db") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in CommonArgs.Concat([$"--datadir={DataDirectory}", $"--user={Environment.UserName}", "--auth-root-authentication-method=normal", "--skip-test-db"]))
+        foreach (var arg in CommonArgs.Concat([$"--datadir={DataDirectory}", $"--user={Environment.UserName}", "--auth-root-authentication-method=normal", "--skip-test-db", $"--tmpdir={TempDirectoryPath()}"]))
         {
             info.ArgumentList.Add(arg);
         }
@@ -238,6 +238,7 @@ internal sealed class MariaDbServer : IAsyncDisposable
             $"--datadir={DataDirectory}", $"--user={Environment.UserName}", $"--port={Port}", "--bind-address=127.0.0.1",
             $"--socket={Socket}", $"--pid-file={_dir.File("mysqld.pid")}", $"--log-error={_dir.File("error.log")}",
             "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--performance-schema=OFF",
+            $"--tmpdir={TempDirectoryPath()}",
         ]))
         {
             info.ArgumentList.Add(arg);
@@ -263,6 +264,9 @@ internal sealed class MariaDbServer : IAsyncDisposable
             TimeSpan.FromSeconds(60),
             "mariadbd to answer");
     }
+
+    // The server's own scratch files stay in the test's directory, not in the shared /tmp.
+    private string TempDirectoryPath() => Directory.CreateDirectory(_dir.File("tmp")).FullName;
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
