@@ -232,7 +232,8 @@ internal sealed class MariaDbServer : IAsyncDisposable
 
     private async Task LaunchAsync()
     {
-        var info = new ProcessStartInfo("mariadbd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Debian puts the server in /usr/sbin, which is not on every user's PATH.
+        var info = new ProcessStartInfo(File.Exists("/usr/sbin/mariadbd") ? "/usr/sbin/mariadbd" : "mariadbd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in CommonArgs.Concat(
         [
             $"--datadir={DataDirectory}", $"--user={Environment.UserName}", $"--port={Port}", "--bind-address=127.0.0.1",
