@@ -263,6 +263,10 @@ public sealed class MySqlLeaseStoreTests : IAsyncLifetime
         // No right on the database at all (1044), and no right to write the table (1142).
         var nobody = await Assert.ThrowsAsync<LeaseStoreException>(() => Track(Store(_server.ConnectionString("nobody", "nobody-pw"))).GetAsync(Ct));
         Assert.Equal(LeaseStoreFailure.Forbidden, nobody.Reason);
+        // A database the user has no right on, existing or not, is 1044 (the server does not tell
+        // such a user whether it exists).
+        var unknown = await Assert.ThrowsAsync<LeaseStoreException>(() => Track(Store(_server.ConnectionString(), adjust: c => c.Database = "nope")).GetAsync(Ct));
+        Assert.Equal(LeaseStoreFailure.Forbidden, unknown.Reason);
         var reader = Track(Store(_server.ConnectionString("reader", "reader-pw")));
         Assert.Equal(created, await reader.GetAsync(Ct));
         var denied = await Assert.ThrowsAsync<LeaseStoreException>(() => reader.UpdateAsync(created, Record("b", 1), Ct));
