@@ -153,7 +153,7 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private static ExampleProcess Shell(DaemonProcess daemon, string name)
     {
-        Require("curl is missing; apt-get install curl (.ci/run does)", "/bin/sh", "-c", "command -v curl");
+        Require("curl is missing; apt-get install curl (scripts/install-test-deps does)", "/bin/sh", "-c", "command -v curl");
         return ExampleProcess.Start(name, "/bin/sh", [InRepository("examples/shell/leader-loop.sh")], new Dictionary<string, string>
         {
             ["LEADER_URL"] = daemon.BaseAddress.ToString().TrimEnd('/'),
@@ -162,13 +162,13 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private Func<DaemonProcess, string, ExampleProcess> Python()
     {
-        // Debian's packages, as .ci/run installs them; not whichever python3 comes first on PATH.
+        // Debian's packages, as scripts/install-test-deps installs them; not whichever python3 comes first on PATH.
         const string python = "/usr/bin/python3";
-        Require("python3-grpcio or python3-protobuf is missing; apt-get install python3-grpcio python3-protobuf (.ci/run does)", python, "-c", "import grpc, google.protobuf");
+        Require("python3-grpcio or python3-protobuf is missing; apt-get install python3-grpcio python3-protobuf (scripts/install-test-deps does)", python, "-c", "import grpc, google.protobuf");
         // The messages are generated the way examples/README.md says, into this test's directory.
         var generated = Directory.CreateDirectory(_dir.File("python")).FullName;
         Require(
-            "protoc could not generate leadership_pb2; apt-get install protobuf-compiler libprotobuf-dev (.ci/run does)",
+            "protoc could not generate leadership_pb2; apt-get install protobuf-compiler libprotobuf-dev (scripts/install-test-deps does)",
             "protoc", $"-I{InRepository("proto")}", $"--python_out={generated}", InRepository("proto/leadership/v1/leadership.proto"));
         return (daemon, name) => ExampleProcess.Start(name, python, [InRepository("examples/python/leader_loop.py")], new Dictionary<string, string>
         {
@@ -180,10 +180,10 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private Func<DaemonProcess, string, ExampleProcess> Node()
     {
-        Require("node is missing; install Node.js 18 or newer (.ci/run does)", "node", "--version");
+        Require("node is missing; install Node.js 18 or newer (scripts/install-test-deps does)", "node", "--version");
         Assert.True(
             Directory.Exists(InRepository("examples/node/node_modules/@grpc/grpc-js")) && Directory.Exists(InRepository("examples/node/node_modules/@grpc/proto-loader")),
-            $"examples/node/node_modules is missing: run npm ci in {InRepository("examples/node")} (.ci/run does)");
+            $"examples/node/node_modules is missing: run npm ci in {InRepository("examples/node")} (scripts/install-test-deps does)");
         return (daemon, name) => ExampleProcess.Start(name, "node", [InRepository("examples/node/leader-loop.js")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),
