@@ -134,8 +134,8 @@ internal sealed class CountingProxy : IAsyncDisposable
     /// <summary>Reads the client's side of one HTTP/2 connection frame by frame, as the bytes pass.</summary>
     private sealed class FrameParser(CountingProxy proxy)
     {
-        private const byte Data = 0x0, Headers = 0x1, Ping = 0x6;
-        private const byte EndHeaders = 0x4, Padded = 0x8, Priority = 0x20, Ack = 0x1;
+        private const byte Data = 0x0, Headers = 0x1, Ping = 0x6, Continuation = 0x9;
+        private const byte EndStream = 0x1, Ack = 0x1, EndHeaders = 0x4, Padded = 0x8, Priority = 0x20;
         private const int MaxHeaderBlock = 64 * 1024;
 
         // Per open stream: how far into the current gRPC message the client is.
@@ -209,8 +209,7 @@ internal sealed class CountingProxy : IAsyncDisposable
                     }
 
                     break;
-                case 0x9 when _headerBlock.Count > 0 && _headerBlock.Count < MaxHeaderBlock:
-                    // CONTINUATION of the header block.
+                case Continuation when _headerBlock.Count > 0 && _headerBlock.Count < MaxHeaderBlock:
                     _headerBlock.AddRange(payload);
                     if ((flags & EndHeaders) != 0)
                     {
@@ -220,9 +219,9 @@ internal sealed class CountingProxy : IAsyncDisposable
                     break;
                 case Data when _messages.TryGetValue(stream, out var state):
                     _messages[stream] = Messages(state, payload);
-                    if ((flags & Ack) != 0)
+                    if ((flags & EndStream) != 0)
                     {
-                        // END_STREAM (same bit as ACK): the client has sent all it will on this call.
+                        // The client has sent all it will on this call.
                         _messages.Remove(stream);
                     }
 
