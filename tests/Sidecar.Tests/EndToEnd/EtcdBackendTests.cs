@@ -280,6 +280,22 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Over_https_with_auth_on_the_client_certificate_names_the_etcd_user_and_no_password_is_needed()
+    {
+        var tls = Tls();
+        var etcd = await Track(EtcdServer.StartTlsAsync(tls));
+        await EtcdLeaseStoreTests.AddElectionUserAsync(etcd, EtcdTls.ClientCommonName, "never-used");
+        await etcd.EnableAuthAsync();
+
+        var all = await StartAsync(etcd.Endpoint.ToString(), ["a", "b"], ["--etcd-ca", tls.CaFile, "--etcd-cert", tls.ClientCertFile, "--etcd-key", tls.ClientKeyFile]);
+
+        // Without a user from the certificate, etcd would refuse the token-less requests and the
+        // daemons would stop at start-up.
+        await DaemonProcess.SingleLeaderAsync(all);
+        AssertOneLeaderAtATime();
+    }
+
+    [Fact]
     public async Task A_ca_that_did_not_sign_the_members_certificate_is_logged_and_retried_and_never_leads()
     {
         var tls = Tls();
@@ -289,7 +305,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
         // Not a start-up error: a member's certificate can be replaced while the sidecar runs.
         await Poll.UntilAsync(async () => await FailedRequestsAsync(daemon, "get", "unavailable") >= 3, Deadline, "three failed, retried reads");
-        Assert.Contains(daemon.OutputLines, l => l.Contains("First read of the lease failed", StringComparison.Ordinal) && l.Contains("certificate", StringComparison.OrdinalIgnoreCase));
+        Assert.Contains(daemon.OutputLines, l => l.Contains("First read of the lease failed", StringComparison.Ordinal) && l.Contains("TLS handshake with etcd failed: the certificate of the member (CN=kube-apiserver, issued by CN=lease-api-test-ca) is not signed by a CA in --etcd-ca", StringComparison.Ordinal));
         Assert.Equal("UNKNOWN", await daemon.RoleAsync());
         Assert.False(daemon.HasExited);
     }
@@ -304,8 +320,8 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         var passwordFile = _dir.File("password");
         await File.WriteAllTextAsync(passwordFile, secret + "\n");
 
-        var fromEnvironment = await StartOneAsync(etcd.Endpoint.ToString(), "env", ["--etcd-user", "app", "--log-level", "debug"], new Dictionary<string, string> { ["LEADER_SIDECAR_ETCD_PASSWORD"] = secret });
-        var fromFile = await StartOneAsync(etcd.Endpoint.ToString(), "file", ["--etcd-user", "app", "--etcd-password-file", passwordFile, "--log-level", "debug"]);
+        var fromEnvironment = await StartOneAsync(etcd.Endpoint.ToString(), "env", ["--etcd-user", "app", "--log-level", "trace"], new Dictionary<string, string> { ["LEADER_SIDECAR_ETCD_PASSWORD"] = secret });
+        var fromFile = await StartOneAsync(etcd.Endpoint.ToString(), "file", ["--etcd-user", "app", "--etcd-password-file", passwordFile, "--log-level", "trace"]);
         var all = new List<DaemonProcess> { fromEnvironment, fromFile };
 
         // Each leads in turn, so both wrote the lease with their credentials.

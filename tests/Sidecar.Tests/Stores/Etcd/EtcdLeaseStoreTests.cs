@@ -179,6 +179,24 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_role_on_the_one_key_alone_is_enough_to_create_renew_and_watch()
+    {
+        await _server.EtcdctlAsync("user", "add", "app:apppw");
+        await _server.EtcdctlAsync("role", "add", "one-lease");
+        await _server.EtcdctlAsync("role", "grant-permission", "one-lease", "readwrite", Key);
+        await _server.EtcdctlAsync("user", "grant-role", "app", "one-lease");
+        await _server.EnableAuthAsync();
+        var store = Connect(user: "app", password: "apppw");
+
+        var created = await store.CreateAsync(Record("a"), Ct);
+        await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(created, await NextAsync(watch));
+        var renewed = await store.UpdateAsync(created, Record("a", 0, 1), Ct);
+
+        Assert.Equal(renewed, await NextAsync(watch));
+    }
+
+    [Fact]
     public async Task An_expired_token_is_renewed_by_logging_in_again()
     {
         await using var server = await EtcdServer.StartAsync("--auth-token-ttl", "1");

@@ -35,13 +35,16 @@ internal sealed partial class EtcdServer
 /// </summary>
 internal sealed class EtcdTls : IDisposable
 {
+    /// <summary>The client certificate's common name, which etcd takes as the user when auth is on.</summary>
+    public const string ClientCommonName = "leader-sidecar";
+
     private readonly TempDirectory _dir = new();
     private readonly TestCertificates _certificates = TestCertificates.Create(TimeProvider.System);
     private readonly X509Certificate2 _client;
 
     public EtcdTls()
     {
-        _client = _certificates.IssueClient("leader-sidecar");
+        _client = _certificates.IssueClient(ClientCommonName);
         Write(CaFile, _certificates.Authority);
         Write(ServerCertFile, _certificates.Server);
         WriteKey(ServerKeyFile, _certificates.Server);
