@@ -22,6 +22,7 @@ internal sealed class TcpProxy : IAsyncDisposable
     private readonly Task _accepting;
     private TaskCompletionSource _open = Opened();
     private long _latencyTicks;
+    private int _waiting;
 
     public TcpProxy(int upstreamPort)
     {
@@ -31,6 +32,9 @@ internal sealed class TcpProxy : IAsyncDisposable
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    /// <summary>How many chunks are held by a black hole now.</summary>
+    public int Waiting => Volatile.Read(ref _waiting);
 
     /// <summary>Holds every chunk <paramref name="oneWay"/> before forwarding it, each way, until disposed.</summary>
     public IDisposable Delay(TimeSpan oneWay)
@@ -189,7 +193,18 @@ internal sealed class TcpProxy : IAsyncDisposable
                 open = _open.Task;
             }
 
-            await open.WaitAsync(_stop.Token);
+            if (!open.IsCompleted)
+            {
+                Interlocked.Increment(ref _waiting);
+                try
+                {
+                    await open.WaitAsync(_stop.Token);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _waiting);
+                }
+            }
 
             // A fixed delay per chunk is the fault being injected, not a wait for a condition.
             var wait = TimeSpan.FromTicks(Interlocked.Read(ref _latencyTicks)) - Stopwatch.GetElapsedTime(arrivedAt);
