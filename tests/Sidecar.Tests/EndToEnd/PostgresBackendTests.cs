@@ -6,7 +6,8 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// <summary>Real daemon processes on the postgres backend, against a real PostgreSQL started by the test.</summary>
 public sealed class PostgresBackendTests : IAsyncLifetime
 {
-    private const string Row = "leader_sidecar_leases WHERE namespace = 'demo' AND name = 'app'";
+    private const string Table = "leader_sidecar_leases";
+    private const string Where = "WHERE namespace = 'demo' AND name = 'app'";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly List<DaemonProcess> _daemons = [];
@@ -63,7 +64,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all);
         var uid = await ColumnAsync("uid");
 
-        await _server.PsqlAsync($"DELETE FROM {Row}");
+        await _server.PsqlAsync($"DELETE FROM {Table} {Where}");
 
         await Poll.UntilAsync(async () => await ColumnAsync("uid") is { Length: > 0 } now && now != uid, Deadline, "the lease to be created again");
         var leader = await DaemonProcess.SingleLeaderAsync(all);
@@ -76,7 +77,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         var all = new[] { await StartAsync("a"), await StartAsync("b") };
         var leader = await DaemonProcess.SingleLeaderAsync(all);
 
-        await _server.PsqlAsync($"UPDATE {Row} SET holder_identity = 'stranger', lease_transitions = 5");
+        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = 'stranger', lease_transitions = 5 {Where}");
 
         // Every daemon sees the stranger hold it (the edit is a new version, and it was notified)...
         await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(HolderAsync))).All(h => h == "stranger"), Deadline, "both daemons to see the stranger");
@@ -95,19 +96,19 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all);
 
         // A holder far longer than any identity: an unnamed claim, waited out, never echoed whole.
-        await _server.PsqlAsync($"UPDATE {Row} SET holder_identity = repeat('x', 5000)");
+        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = repeat('x', 5000) {Where}");
         await Poll.UntilAsync(async () => await ColumnAsync("length(holder_identity)") != "5000", Deadline, "the overlong holder to be waited out");
         await DaemonProcess.SingleLeaderAsync(all);
         Assert.DoesNotContain(all, d => d.Output.Contains(new string('x', 2000), StringComparison.Ordinal));
 
         // A negative term is not a lease record: nobody leads on it, everybody says why.
-        await _server.PsqlAsync($"UPDATE {Row} SET lease_transitions = -3");
+        await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = -3 {Where}");
         await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to lose the lease it cannot read");
         await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record: lease_transitions -3 is negative", StringComparison.Ordinal))), Deadline, "both to log the invalid row");
         Assert.DoesNotContain(all, d => d.HasExited);
 
         // Fixed by hand (a non-positive duration reads as expired, as in client-go): taken at once.
-        await _server.PsqlAsync($"UPDATE {Row} SET lease_transitions = 7, lease_duration_seconds = 0, holder_identity = 'gone'");
+        await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = 7, lease_duration_seconds = 0, holder_identity = 'gone' {Where}");
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
         Assert.Equal("8", await ColumnAsync("lease_transitions"));
@@ -197,7 +198,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         return daemon;
     }
 
-    private async Task<string> ColumnAsync(string column) => await _server.PsqlAsync($"SELECT {column} FROM {Row}");
+    private async Task<string> ColumnAsync(string column) => await _server.PsqlAsync($"SELECT {column} FROM {Table} {Where}");
 
     private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
         (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
