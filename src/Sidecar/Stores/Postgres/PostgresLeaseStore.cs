@@ -613,7 +613,14 @@ internal sealed partial class PostgresLeaseStore : ILeaseStore, IDisposable, IAs
         {
             if (_connection is { } connection)
             {
-                await connection.DisposeAsync();
+                try
+                {
+                    await connection.DisposeAsync();
+                }
+                catch (Exception e) when (e is NpgsqlException or IOException or InvalidOperationException)
+                {
+                    // An abandoned wait may still be breaking the connection: it is closed either way.
+                }
             }
         }
     }
