@@ -3,6 +3,7 @@ using LeaderSidecar.Hosting;
 using LeaderSidecar.Stores.Etcd;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
+using LeaderSidecar.Stores.MySql;
 using LeaderSidecar.Stores.Postgres;
 
 namespace LeaderSidecar.Stores;
@@ -20,6 +21,7 @@ internal static class StoreKinds
         new KubernetesStoreKind(),
         new EtcdStoreKind(),
         new PostgresStoreKind(),
+        new MySqlStoreKind(),
     ];
 
     public static StoreKind? Find(string name) => All.FirstOrDefault(kind => kind.Name == name);

@@ -41,7 +41,7 @@ internal sealed class EtcdStoreKind : StoreKind
     public override Func<IServiceProvider, ILeaseStore> Create(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
         var etcd = options.Stores.Get<EtcdOptions>();
-        var password = etcd.PasswordFile is { } file ? ReadPassword(file) : environment(PasswordVariable);
+        var password = etcd.PasswordFile is { } file ? PasswordFile.Read(file, "--etcd-password-file", "etcd") : environment(PasswordVariable);
         if (etcd.User is null && !string.IsNullOrEmpty(password))
         {
             throw new StartupException($"an etcd password is given ({(etcd.PasswordFile is null ? "$" + PasswordVariable : "--etcd-password-file")}) but no --etcd-user");
@@ -67,19 +67,6 @@ internal sealed class EtcdStoreKind : StoreKind
             var connection = new EtcdConnection(endpoints, etcd.User, password, roots, certificate, services.GetRequiredService<ILogger<EtcdConnection>>());
             return new EtcdLeaseStore(connection, etcd.Prefix, options.Namespace, options.LeaseName, options.Election.RequestTimeout, time, services.GetRequiredService<ILogger<EtcdLeaseStore>>());
         };
-    }
-
-    private static string ReadPassword(string path)
-    {
-        try
-        {
-            // One line; a trailing newline from `echo` is not part of the password.
-            return File.ReadAllText(path).TrimEnd('\r', '\n');
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new StartupException($"cannot read the etcd password file (--etcd-password-file): {e.Message}");
-        }
     }
 
     private static X509Certificate2Collection LoadRoots(string path)
