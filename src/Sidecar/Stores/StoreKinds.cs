@@ -3,6 +3,7 @@ using LeaderSidecar.Hosting;
 using LeaderSidecar.Stores.Etcd;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
+using LeaderSidecar.Stores.Redis;
 
 namespace LeaderSidecar.Stores;
 
@@ -18,6 +19,7 @@ internal static class StoreKinds
         Fallback,
         new KubernetesStoreKind(),
         new EtcdStoreKind(),
+        new RedisStoreKind(),
     ];
 
     public static StoreKind? Find(string name) => All.FirstOrDefault(kind => kind.Name == name);

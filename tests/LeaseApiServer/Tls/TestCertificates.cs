@@ -9,7 +9,7 @@ namespace LeaderSidecar.Testing.LeaseApi.Tls;
 /// clients can be tested with real verification against a CA file as they would use a cluster's
 /// <c>ca.crt</c>, instead of switching verification off.
 /// </summary>
-internal sealed class TestCertificates : IDisposable
+public sealed class TestCertificates : IDisposable
 {
     private TestCertificates(X509Certificate2 authority, X509Certificate2 server)
     {
