@@ -5,6 +5,7 @@ using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
 using LeaderSidecar.Stores.MySql;
 using LeaderSidecar.Stores.Postgres;
+using LeaderSidecar.Stores.Redis;
 
 namespace LeaderSidecar.Stores;
 
@@ -22,6 +23,7 @@ internal static class StoreKinds
         new EtcdStoreKind(),
         new PostgresStoreKind(),
         new MySqlStoreKind(),
+        new RedisStoreKind(),
     ];
 
     public static StoreKind? Find(string name) => All.FirstOrDefault(kind => kind.Name == name);
