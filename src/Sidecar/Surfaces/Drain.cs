@@ -7,9 +7,9 @@ namespace LeaderSidecar.Surfaces;
 
 /// <summary>
 /// The hand-over at shutdown (<c>--drain-timeout</c>). Between stepping down and releasing the
-/// lease, the elector awaits <see cref="WaitAsync"/>: it returns when the app confirms over gRPC
-/// that it stopped its leader work, when no app is watching any more, or when the drain timeout
-/// passes. Then the lease is released and <see cref="Close"/> ends the streams and long polls that
+/// lease, the elector awaits <see cref="WaitAsync"/>: once the exec-mode COMMAND has exited and the
+/// leader file is gone, it returns when the app confirms over gRPC that it stopped its leader work,
+/// when no app is watching any more, or when the drain timeout passes. Then the lease is released and <see cref="Close"/> ends the streams and long polls that
 /// would otherwise keep the server from stopping.
 /// </summary>
 /// <remarks>
