@@ -27,6 +27,13 @@ public sealed class ExecModeTests : IAsyncLifetime
         # Stands for a program that must never run twice at once.
         dir=$(dirname "$0")
         me=$LEADER_SIDECAR_IDENTITY
+        # Set before anything is logged: a test acts on the log.
+        if [ -n "$IGNORE_TERM" ]; then
+          trap '' TERM
+        else
+          # It takes a moment to stop, holding the lock: a release before it exited would show.
+          trap 'sleep 0.5; echo "stop $me" >> "$dir/log"; exit 0' TERM
+        fi
         exec 9>>"$dir/lock"
         if ! flock -n 9; then
           echo "OVERLAP $me term=$LEADER_SIDECAR_TERM" >> "$dir/log"
@@ -37,11 +44,6 @@ public sealed class ExecModeTests : IAsyncLifetime
         if [ "$(grep -c '^start ' "$dir/log")" -le "${CRASHES:-0}" ]; then
           echo "crash $me" >> "$dir/log"
           exit "${CRASH_CODE:-1}"
-        fi
-        if [ -n "$IGNORE_TERM" ]; then
-          trap '' TERM
-        else
-          trap 'echo "stop $me" >> "$dir/log"; exit 0' TERM
         fi
         while :; do
           sleep 0.2 & wait $!

@@ -48,7 +48,7 @@ public sealed class LeaderCommandTests : IAsyncLifetime
         Environment.SetEnvironmentVariable("LEADER_SIDECAR_TEST_SECRET", "hunter2");
         try
         {
-            Start($"echo \"$LEADER_SIDECAR_TERM $LEADER_SIDECAR_LEASE_UID $LEADER_SIDECAR_IDENTITY ${{LEADER_SIDECAR_TEST_SECRET:-unset}}\" > {_dir.File("env")}; exec sleep 1000");
+            Start($"grep -E '^Sig(Ign|Blk)' /proc/$$/status > {_dir.File("signals")}; echo \"$LEADER_SIDECAR_TERM $LEADER_SIDECAR_LEASE_UID $LEADER_SIDECAR_IDENTITY ${{LEADER_SIDECAR_TEST_SECRET:-unset}}\" > {_dir.File("env")}; exec sleep 1000");
             Publish(Role.Follower, term: 6);
             await _command!.WaitStoppedAsync(CancellationToken.None);
             Assert.False(File.Exists(_dir.File("env")));
@@ -57,6 +57,9 @@ public sealed class LeaderCommandTests : IAsyncLifetime
 
             await Poll.UntilAsync(() => Task.FromResult(File.Exists(_dir.File("env")) && File.ReadAllText(_dir.File("env")).EndsWith('\n')), Deadline, "the command started");
             Assert.Equal("7 uid-1 me unset\n", File.ReadAllText(_dir.File("env")));
+
+            // No signal ignored or blocked, as from a shell (the runtime ignores SIGPIPE, for one).
+            Assert.Equal(["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"], File.ReadAllLines(_dir.File("signals")));
         }
         finally
         {
@@ -67,8 +70,9 @@ public sealed class LeaderCommandTests : IAsyncLifetime
     [Fact]
     public async Task When_leadership_ends_the_whole_process_group_is_stopped_and_the_release_waits_for_it()
     {
-        // A child in the background, and a trap that exits only once the test says so.
-        Start($"sleep 1000 & echo $! > {_dir.File("child")}; echo $$ > {_dir.File("pid")}; trap 'echo stopping > {_dir.File("stopping")}; while [ ! -e {_dir.File("go")} ]; do sleep 0.05; done; exit 0' TERM; wait");
+        // A child in the background that notes the stop signal, and a trap that exits only once the test says so.
+        // Each writes its pid once its trap is set.
+        Start($"trap 'echo stopping > {_dir.File("stopping")}; while [ ! -e {_dir.File("go")} ]; do sleep 0.05; done; exit 0' TERM; sh -c \"trap 'echo term > {_dir.File("child-stopped")}; exit 0' TERM; echo \\$\\$ > {_dir.File("child")}; while :; do sleep 0.05; done\" & echo $$ > {_dir.File("pid")}; wait");
         Publish(Role.Leader);
         var pid = await ReadPidAsync("pid");
         var child = await ReadPidAsync("child");
@@ -85,6 +89,7 @@ public sealed class LeaderCommandTests : IAsyncLifetime
         await stopped.WaitAsync(Deadline);
         Assert.True(Gone(pid));
         await Poll.UntilAsync(() => Task.FromResult(Gone(child)), Deadline, "the child to go with its group");
+        Assert.True(File.Exists(_dir.File("child-stopped")), "the child did not get the stop signal");
         Assert.Contains("leader_sidecar_exec_exits_total{name=\"app\",reason=\"stopped\"} 1", await ScrapeAsync(), StringComparison.Ordinal);
     }
 
@@ -135,11 +140,14 @@ public sealed class LeaderCommandTests : IAsyncLifetime
     [Fact]
     public async Task On_exit_exit_ends_the_sidecar_with_the_commands_code()
     {
-        Start("exit 7");
+        // It leaves a child behind in its process group, which goes with it.
+        Start($"sleep 1000 & echo $! > {_dir.File("child")}; exit 7");
         Publish(Role.Leader);
 
         await Poll.UntilAsync(() => Task.FromResult(_exits.Count > 0), Deadline, "the exit");
         Assert.Equal([7], _exits);
+        var child = await ReadPidAsync("child");
+        await Poll.UntilAsync(() => Task.FromResult(Gone(child)), Deadline, "the child left behind to be killed");
         Assert.Contains("leader_sidecar_exec_exits_total{name=\"app\",reason=\"failed\"} 1", await ScrapeAsync(), StringComparison.Ordinal);
     }
 
