@@ -31,6 +31,68 @@ public sealed partial class ExamplesTests : IAsyncLifetime
     [Fact]
     public Task The_node_example_works_only_while_its_sidecar_leads() => HandOversAsync(Node(), grpc: true);
 
+    /// <summary>
+    /// examples/exec: a program that knows nothing of leader election, run by each sidecar in exec
+    /// mode. Its lines are in its sidecar's output. Through the same three hand-overs, only the
+    /// leader's copy works, with its term, and the old leader's copy is gone before the next
+    /// leader leads (or, after a crash, soon after).
+    /// </summary>
+    [Fact]
+    public async Task The_exec_example_runs_only_under_the_leading_sidecar()
+    {
+        File.WriteAllText(TokenFile, ControlToken + "\n");
+        var all = new List<DaemonProcess>();
+        foreach (var id in new[] { "a", "b", "c" })
+        {
+            all.Add(await StartDaemonAsync(id, "--control-token-file", TokenFile, "--exec-grace", "1s", "--", InRepository("examples/exec/worker.sh")));
+        }
+
+        var first = await DaemonProcess.SingleLeaderAsync(all);
+        var firstWorker = await WorkerWorksAsync(first, term: 0);
+
+        first.Terminate();
+        var second = await DaemonProcess.SingleLeaderAsync([.. all.Where(d => d != first)]);
+        Assert.True(ProcessStat.Gone(firstWorker), "the old leader's worker still runs");
+        Assert.Equal(0, await first.WaitForExitAsync(Deadline));
+        var secondWorker = await WorkerWorksAsync(second, term: 1);
+
+        await ResignAsync(second, holdOff: TimeSpan.FromSeconds(2));
+        var third = all.Single(d => d != first && d != second);
+        Assert.Same(third, await DaemonProcess.SingleLeaderAsync([second, third]));
+        Assert.True(ProcessStat.Gone(secondWorker), "the resigned leader's worker still runs");
+        var thirdWorker = await WorkerWorksAsync(third, term: 2);
+
+        await third.KillAsync();
+        await Poll.UntilAsync(() => Task.FromResult(ProcessStat.Gone(thirdWorker)), Deadline, "the killed sidecar's worker to die with it");
+        await DaemonProcess.SingleLeaderAsync([second]);
+        await WorkerWorksAsync(second, term: 3);
+
+        Assert.Equal(["0"], WorkTerms(first));
+        Assert.Equal(["1", "3"], WorkTerms(second));
+        Assert.Equal(["2"], WorkTerms(third));
+    }
+
+    /// <summary>Waits until the worker under <paramref name="leader"/> has worked twice under <paramref name="term"/>; returns its pid.</summary>
+    private static async Task<int> WorkerWorksAsync(DaemonProcess leader, long term)
+    {
+        List<Match> work = [];
+        await Poll.UntilAsync(
+            () =>
+            {
+                work = [.. leader.OutputLines.Select(l => WorkLine().Match(l)).Where(m => m.Success && m.Groups["term"].Value == $"{term}")];
+                return Task.FromResult(work.Count >= 2);
+            },
+            Deadline,
+            $"the worker to work under term {term}\n{leader.Output}");
+        return int.Parse(work[^1].Groups["pid"].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static List<string> WorkTerms(DaemonProcess daemon) =>
+        [.. daemon.OutputLines.Select(l => WorkLine().Match(l)).Where(m => m.Success).Select(m => m.Groups["term"].Value).Distinct()];
+
+    [GeneratedRegex(@"^WORK term=(?<term>\d+) pid=(?<pid>\d+)$")]
+    private static partial Regex WorkLine();
+
     /// <param name="start">Starts the example for a daemon, under a name.</param>
     /// <param name="grpc">The example follows Watch and confirms the drain; a shell loop cannot.</param>
     private async Task HandOversAsync(Func<DaemonProcess, string, ExampleProcess> start, bool grpc)
