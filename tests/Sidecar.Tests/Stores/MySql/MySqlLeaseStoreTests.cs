@@ -34,12 +34,12 @@ public sealed class MySqlLeaseStoreTests : IAsyncLifetime
     }
 
     /// <summary>A store of lease demo/app, settled as the daemon settles its connection; polling fast unless told.</summary>
-    internal static MySqlLeaseStore Store(string connectionString, string table = Table, bool createTable = true, TimeSpan? pollInterval = null, TimeProvider? time = null, ILogger<MySqlLeaseStore>? logger = null, bool settle = true)
+    internal static MySqlLeaseStore Store(string connectionString, string table = Table, bool createTable = true, TimeSpan? pollInterval = null, TimeProvider? time = null, ILogger<MySqlLeaseStore>? logger = null, bool settle = true, TimeSpan? requestTimeout = null)
     {
         var connection = new MySqlConnectionStringBuilder(connectionString);
         if (settle)
         {
-            MySqlStoreKind.Settle(connection, RequestTimeout);
+            MySqlStoreKind.Settle(connection, requestTimeout ?? RequestTimeout);
         }
 
         return new MySqlLeaseStore(
@@ -50,7 +50,7 @@ public sealed class MySqlLeaseStoreTests : IAsyncLifetime
             "demo",
             "app",
             pollInterval ?? MySqlOptions.MinPollInterval,
-            RequestTimeout,
+            requestTimeout ?? RequestTimeout,
             time ?? TimeProvider.System,
             logger ?? NullLogger<MySqlLeaseStore>.Instance);
     }

@@ -4,7 +4,7 @@ using LeaderSidecar.Stores.Redis;
 namespace LeaderSidecar.Tests.Stores.Redis;
 
 /// <summary>The store contract for Redis, on a real redis-server started for each test.</summary>
-public sealed class RedisLeaseStoreConformanceTests : LeaseStoreConformanceTests
+public sealed class RedisLeaseStoreConformanceTests : RemoteLeaseStoreConformanceTests
 {
     private readonly List<RedisLeaseStore> _stores = [];
     private RedisServer _server = null!;
@@ -39,9 +39,35 @@ public sealed class RedisLeaseStoreConformanceTests : LeaseStoreConformanceTests
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
         Task.FromResult<ILeaseStore>(Connect(_server.Endpoint with { Port = Etcd.EtcdServer.FreePort() }));
 
-    private RedisLeaseStore Connect(RedisEndpoint endpoint)
+    // A hand edit no writer of ours could leave: a string where the hash should be (WRONGTYPE).
+    protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()
     {
-        var store = RedisLeaseStoreTests.Store(endpoint);
+        await _server.ExpectAsync("OK", "SET", RedisLeaseStoreTests.Key, "this is not a lease record");
+        return await ConnectAsync();
+    }
+
+    // A user whose ACL covers every command but only other keys and channels.
+    protected override async Task<ILeaseStore> ConnectWithoutPermissionAsync()
+    {
+        await _server.AddUserAsync("other", "otherpw", "~elsewhere:*", "&elsewhere:*", "+@all");
+        return Connect(_server.Endpoint with { User = "other" }, "otherpw");
+    }
+
+    protected override async Task<ILeaseStore> ConnectWithRejectedCredentialsAsync()
+    {
+        await _server.AddUserAsync("app", "apppw", "~*", "&*", "+@all");
+        return Connect(_server.Endpoint with { User = "app" }, "not-the-password");
+    }
+
+    protected override Task<ILeaseStore> ConnectToStalledServerAsync(TimeSpan requestTimeout)
+    {
+        _server.Pause();
+        return Task.FromResult<ILeaseStore>(Connect(_server.Endpoint, requestTimeout: requestTimeout));
+    }
+
+    private RedisLeaseStore Connect(RedisEndpoint endpoint, string? password = null, TimeSpan? requestTimeout = null)
+    {
+        var store = RedisLeaseStoreTests.Store(endpoint, password, requestTimeout: requestTimeout);
         _stores.Add(store);
         return store;
     }
