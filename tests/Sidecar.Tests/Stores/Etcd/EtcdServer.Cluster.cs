@@ -47,6 +47,8 @@ internal sealed partial class EtcdServer
     {
         using var answer = JsonDocument.Parse(await EtcdctlAsync("endpoint", "status", "-w", "json"));
         var status = answer.RootElement[0].GetProperty("Status");
-        return status.GetProperty("header").GetProperty("member_id").GetRawText() == status.GetProperty("leader").GetRawText();
+
+        // No "leader" field (zero, omitted) while the members elect one.
+        return status.TryGetProperty("leader", out var leader) && status.GetProperty("header").GetProperty("member_id").GetRawText() == leader.GetRawText();
     }
 }
