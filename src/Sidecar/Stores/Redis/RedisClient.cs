@@ -23,6 +23,25 @@ internal sealed class RedisClient(RedisServerSettings settings) : IDisposable
         await _gate.WaitAsync(cancellationToken);
         try
         {
+            return await RunHeldAsync(what, request, cancellationToken);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public void Dispose()
+    {
+        // A request in flight holds the gate; closing its connection under it makes it fail at once.
+        _disposed = true;
+        _connection?.Dispose();
+    }
+
+    private async Task<T> RunHeldAsync<T>(string what, Func<RedisConnection, CancellationToken, Task<T>> request, CancellationToken cancellationToken)
+    {
+        try
+        {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_connection is { } idle && !idle.IsUsable())
             {
@@ -48,16 +67,5 @@ internal sealed class RedisClient(RedisServerSettings settings) : IDisposable
         {
             throw failure;
         }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
-    public void Dispose()
-    {
-        // A request in flight holds the gate; closing its connection under it makes it fail at once.
-        _disposed = true;
-        _connection?.Dispose();
     }
 }

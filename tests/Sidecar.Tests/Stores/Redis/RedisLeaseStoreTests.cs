@@ -334,9 +334,11 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_server_that_stops_answering_is_a_timeout_within_the_request_timeout_and_the_store_recovers()
     {
+        var created = await Connect().CreateAsync(Record("a"), Ct);
         var store = Connect(requestTimeout: TimeSpan.FromSeconds(1));
-        var created = await store.CreateAsync(Record("a"), Ct);
 
+        // Connected and warm first (on a busy machine the first request alone can take a while).
+        await Poll.UntilAsync(async () => await Attempt(() => store.GetAsync(Ct)) is null, TimeSpan.FromSeconds(30), "a first answer");
         await _server.SleepAsync(5);
         var read = await Assert.ThrowsAsync<LeaseStoreException>(() => store.GetAsync(Ct));
         Assert.Equal(LeaseStoreFailure.Timeout, read.Reason);
@@ -367,6 +369,43 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
 
         var failure = await Assert.ThrowsAsync<LeaseStoreException>(async () => await watch.MoveNextAsync());
         Assert.Equal(LeaseStoreFailure.Timeout, failure.Reason);
+    }
+
+    [Fact]
+    public async Task A_watch_whose_subscription_goes_silent_ends_even_while_reads_still_answer()
+    {
+        // Reads answer at once; the subscription is confirmed, then never answers a PING (a
+        // connection cut without a reset, a proxy that stopped forwarding).
+        await using var server = new FakeRedisServer(command => command[0] switch
+        {
+            "HGETALL" => FakeRedisServer.Resp("*0\r\n"),
+            "SUBSCRIBE" => FakeRedisServer.Resp($"*3\r\n$9\r\nsubscribe\r\n${Key.Length}\r\n{Key}\r\n:1\r\n"),
+            _ => null,
+        });
+        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromMilliseconds(500), resyncInterval: TimeSpan.FromMilliseconds(100)));
+        await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Null(await NextAsync(watch));
+
+        var failure = await FailsAsync(LeaseStoreFailure.Timeout, async () => await watch.MoveNextAsync());
+
+        Assert.Contains("lease subscription: no answer", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("$1073741824\r\n", LeaseStoreFailure.Invalid, "too large")]
+    [InlineData("*100000000\r\n", LeaseStoreFailure.Invalid, "too large")]
+    [InlineData("HTTP/1.1 400 Bad Request\r\n\r\n", LeaseStoreFailure.Unavailable, "did not answer in RESP")]
+    public async Task A_hostile_or_foreign_server_is_refused_from_the_first_bytes_of_its_answer(string header, LeaseStoreFailure reason, string problem)
+    {
+        // The header promises far more than a lease and the bytes keep coming: none of it is buffered.
+        var flood = new byte[1024 * 1024];
+        Array.Fill(flood, (byte)'x');
+        await using var server = new FakeRedisServer(command => command[0] == "HGETALL" ? [.. FakeRedisServer.Resp(header), .. flood] : null);
+        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromSeconds(5)));
+
+        var failure = await FailsAsync(reason, () => store.GetAsync(Ct));
+
+        Assert.Contains(problem, failure.Message, StringComparison.Ordinal);
     }
 
     [Fact]

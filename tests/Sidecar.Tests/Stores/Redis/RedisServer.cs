@@ -198,8 +198,10 @@ internal sealed class RedisServer : IAsyncDisposable
     private static string Field(string info, string field) =>
         info.Split('\n').Select(l => l.Trim()).First(l => l.StartsWith(field + ":", StringComparison.Ordinal))[(field.Length + 1)..];
 
-    /// <summary>Whether the server answers a PING within <paramref name="timeout"/> (any answer, NOAUTH too), over a plain socket: quick even on a busy machine.</summary>
-    private async Task<bool> AnswersAsync(TimeSpan timeout)
+    /// <summary>Whether the server answers a PING within <paramref name="timeout"/>, over a plain socket (quick even on a busy machine).</summary>
+    /// <param name="timeout">How long to wait for the answer.</param>
+    /// <param name="ready">Only an answer of a server ready for commands counts: PONG, or NOAUTH once a password is required (not LOADING).</param>
+    private async Task<bool> AnswersAsync(TimeSpan timeout, bool ready = false)
     {
         using var probe = new CancellationTokenSource(timeout);
         using var client = new TcpClient();
@@ -209,7 +211,9 @@ internal sealed class RedisServer : IAsyncDisposable
             var stream = client.GetStream();
             await stream.WriteAsync("PING\r\n"u8.ToArray(), probe.Token);
             var answer = new byte[64];
-            return await stream.ReadAsync(answer, probe.Token) > 0;
+            var read = await stream.ReadAsync(answer, probe.Token);
+            var text = System.Text.Encoding.ASCII.GetString(answer, 0, read);
+            return read > 0 && (!ready || text.StartsWith("+PONG", StringComparison.Ordinal) || text.StartsWith("-NOAUTH", StringComparison.Ordinal));
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException)
         {
@@ -260,9 +264,9 @@ internal sealed class RedisServer : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        // Up means it answers PING (LOADING while it replays the append-only file is not up yet).
+        // Up means it answers PING (not LOADING: it is still replaying its append-only file).
         await Poll.UntilAsync(
-            async () => process.HasExited ? throw new InvalidOperationException($"redis-server exited ({process.ExitCode}): {Log}") : await AnswersAsync(TimeSpan.FromSeconds(2)),
+            async () => process.HasExited ? throw new InvalidOperationException($"redis-server exited ({process.ExitCode}): {Log}") : await AnswersAsync(TimeSpan.FromSeconds(2), ready: true),
             TimeSpan.FromSeconds(30),
             "redis-server to answer");
     }
