@@ -193,7 +193,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
         // Each write lands on the primary but is not acknowledged by a replica: failed, logged, counted.
         await Poll.UntilAsync(async () => await DaemonGroup.FailedRequestsAsync(daemon, "update", "unavailable") + await DaemonGroup.FailedRequestsAsync(daemon, "create", "unavailable") >= 3, Deadline, "three unconfirmed writes");
-        Assert.Contains(daemon.OutputLines, l => l.Contains("\"EventId\":800,", StringComparison.Ordinal) && l.Contains("not confirmed", StringComparison.Ordinal));
+        Assert.Contains(daemon.OutputLines, l => l.Contains("\"EventId\":900,", StringComparison.Ordinal) && l.Contains("not confirmed", StringComparison.Ordinal));
         Assert.Equal("a", (await _redis.HashAsync(Key))["holderIdentity"]);
         Assert.False(DaemonGroup.HasLed(daemon), "the daemon led on a write no replica acknowledged");
 

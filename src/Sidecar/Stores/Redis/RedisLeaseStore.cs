@@ -262,11 +262,11 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
     private Task<T> WithinRequestTimeoutAsync<T>(string what, Func<RedisConnection, CancellationToken, Task<T>> request, CancellationToken cancellationToken) =>
         RequestTimeout.WithinAsync(what, _requestTimeout, _time, token => _client.RunAsync(what, request, token), cancellationToken);
 
-    [LoggerMessage(EventId = 800, EventName = "RedisWriteNotConfirmed", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 900, EventName = "RedisWriteNotConfirmed", Level = LogLevel.Warning,
         Message = "Redis {What} was written on the primary but acknowledged by {Acknowledged} of {Required} replicas within {TimeoutMs} ms: not confirmed, so no claim rests on it")]
     private static partial void LogNotConfirmed(ILogger logger, string what, long acknowledged, int required, long timeoutMs);
 
-    [LoggerMessage(EventId = 801, EventName = "RedisScriptLoaded", Level = LogLevel.Information,
+    [LoggerMessage(EventId = 901, EventName = "RedisScriptLoaded", Level = LogLevel.Information,
         Message = "Redis did not have the lease {Script} script (first use, a restart or SCRIPT FLUSH); loaded it as {Sha}")]
     private static partial void LogScriptLoaded(ILogger logger, string script, string sha);
 }
