@@ -3,9 +3,9 @@ namespace LeaderSidecar.Tests;
 /// <summary>A fresh directory under the system temp directory, removed on dispose.</summary>
 internal sealed class TempDirectory : IDisposable
 {
-    public TempDirectory()
+    public TempDirectory(string prefix = "leader-sidecar-test-")
     {
-        Path = Directory.CreateTempSubdirectory("leader-sidecar-test-").FullName;
+        Path = Directory.CreateTempSubdirectory(prefix).FullName;
     }
 
     public string Path { get; }

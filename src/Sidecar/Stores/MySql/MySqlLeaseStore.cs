@@ -29,9 +29,18 @@ namespace LeaderSidecar.Stores.MySql;
 /// setting can lose acknowledged renews in a crash, which looks like the same rewind.
 /// </para>
 /// <para>
-/// There is no change feed: the watch reads the row every poll interval on one connection of its
-/// own and yields it when it differs from the last one read. Every read is bounded: the holder and
-/// uid are read cut to one character over their limits, and a longer one is an invalid record.
+/// There is no change feed: the watch reads the row every poll interval and yields it when it
+/// differs from the last one read. Polls use a pool of their own whose connections are not reset
+/// between uses (one statement a poll); requests reset theirs, which also proves them alive after
+/// a server restart. Every read is bounded: the holder and uid are read cut to one character over
+/// their limits, and a longer one is an invalid record.
+/// </para>
+/// <para>
+/// A request whose caller gives up returns at once, whatever the server does: MySqlConnector may
+/// not end a query on a server that stopped answering until its command timeout, and its own
+/// cancellation (a <c>KILL QUERY</c> on a new connection) blocks the thread that asks for it. So
+/// each request runs on its own, the caller's token cancels it from the thread pool, and a
+/// request given up on finishes in the background within the command timeout.
 /// </para>
 /// </remarks>
 internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
@@ -56,7 +65,11 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
     // DATETIME holds years 1000 to 9999.
     private static readonly DateTime EarliestTime = new(1000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
 
-    private readonly MySqlDataSource _dataSource;
+    /// <summary>The most connections the watch's polls hold: one, and one more while an abandoned poll finishes.</summary>
+    private const int MaxPollConnections = 2;
+
+    private readonly MySqlDataSource _requests;
+    private readonly MySqlDataSource _polls;
     private readonly string _namespace;
     private readonly string _name;
     private readonly string _table;
@@ -71,7 +84,8 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
     private readonly string _create;
 
     /// <param name="requestTimeout">The longest one poll of the watch may take (the elector's request timeout).</param>
-    public MySqlLeaseStore(MySqlDataSource dataSource, string address, string table, bool createTable, string @namespace, string name, TimeSpan pollInterval, TimeSpan requestTimeout, TimeProvider time, ILogger<MySqlLeaseStore> logger)
+    /// <param name="connection">Where and how to connect (MySqlStoreKind.Settle has set what the store relies on).</param>
+    public MySqlLeaseStore(MySqlConnectionStringBuilder connection, string table, bool createTable, string @namespace, string name, TimeSpan pollInterval, TimeSpan requestTimeout, TimeProvider time, ILogger<MySqlLeaseStore> logger)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(pollInterval, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(requestTimeout, TimeSpan.Zero);
@@ -80,7 +94,8 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
             throw new ArgumentException($"not a table name: {table}", nameof(table));
         }
 
-        _dataSource = dataSource;
+        _requests = new MySqlDataSource(connection.ConnectionString);
+        _polls = new MySqlDataSource(new MySqlConnectionStringBuilder(connection.ConnectionString) { ConnectionReset = false, MaximumPoolSize = MaxPollConnections }.ConnectionString);
         _namespace = @namespace;
         _name = name;
         _table = table;
@@ -89,7 +104,7 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
         _requestTimeout = requestTimeout;
         _time = time;
         _logger = logger;
-        Description = $"mysql table {table} row {@namespace}/{name} at {address}";
+        Description = $"mysql table {table} row {@namespace}/{name} at {MySqlOptions.Address(connection)}";
 
         const string Key = "namespace = @namespace AND name = @name";
         _select = $"SELECT LEFT(holderIdentity, {LeaseRecord.MaxHolderIdentityLength + 1}), leaseDurationSeconds, acquireTime, renewTime, leaseTransitions, version, LEFT(uid, {MaxUidLength + 1}) FROM `{table}` WHERE {Key}";
@@ -106,13 +121,13 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
     public string Description { get; }
 
     public Task<LeaseSnapshot?> GetAsync(CancellationToken cancellationToken) =>
-        RunAsync("lease read", null, ReadAsync, cancellationToken);
+        RunAsync("lease read", _requests, ReadAsync, cancellationToken);
 
     public async Task<LeaseSnapshot> CreateAsync(LeaseRecord record, CancellationToken cancellationToken)
     {
         record = Storable(record);
         var uid = Guid.NewGuid().ToString("D");
-        await RunAsync("lease create", null, async (connection, token) =>
+        await RunAsync("lease create", _requests, async (connection, token) =>
         {
             await using var command = Command(connection, _insert);
             SetRecord(command, record);
@@ -137,7 +152,7 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
         }
 
         record = Storable(record);
-        var changed = await RunAsync("lease update", null, async (connection, token) =>
+        var changed = await RunAsync("lease update", _requests, async (connection, token) =>
         {
             await using var command = Command(connection, _update);
             SetRecord(command, record);
@@ -163,29 +178,29 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
 
     public async IAsyncEnumerable<LeaseSnapshot?> WatchAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        // One connection for the whole watch: each poll is one SELECT, and a lost connection ends
-        // the watch (the elector polls meanwhile and opens a new one). Each step ends within the
-        // request timeout, so a server that stopped answering ends the watch as a timeout.
-        var connection = await WithinRequestTimeoutAsync("lease watch", OpenAsync, cancellationToken);
-        await using (connection)
-        {
-            var last = await WithinRequestTimeoutAsync("lease read", token => RunAsync("lease read", connection, ReadAsync, token), cancellationToken);
-            yield return last;
+        // Each poll is one SELECT that ends within the request timeout: a server that stopped
+        // answering ends the watch as a timeout, a lost connection as unavailable; the elector
+        // polls meanwhile and opens a new watch, which reads first.
+        var last = await PollAsync(cancellationToken);
+        yield return last;
 
-            while (true)
+        while (true)
+        {
+            await Task.Delay(_pollInterval, _time, cancellationToken);
+            var now = await PollAsync(cancellationToken);
+            if (now != last)
             {
-                await Task.Delay(_pollInterval, _time, cancellationToken);
-                var now = await WithinRequestTimeoutAsync("lease read", token => RunAsync("lease read", connection, ReadAsync, token), cancellationToken);
-                if (now != last)
-                {
-                    last = now;
-                    yield return now;
-                }
+                last = now;
+                yield return now;
             }
         }
     }
 
-    public void Dispose() => _dataSource.Dispose();
+    public void Dispose()
+    {
+        _requests.Dispose();
+        _polls.Dispose();
+    }
 
     /// <summary>Turns a client exception into a <see cref="LeaseStoreException"/>; null lets it through as it is.</summary>
     internal static LeaseStoreException? Failure(string what, Exception e, CancellationToken cancellationToken) => e switch
@@ -230,23 +245,57 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
     internal static string Shorten(string text) => Kubernetes.KubernetesLeaseStore.Shorten(text);
 
     /// <summary>
-    /// Runs one statement on <paramref name="connection"/> (or a pooled one). A missing table is
-    /// created once and the statement run again, when allowed; failures come out as
-    /// <see cref="LeaseStoreException"/>, cancellation as <see cref="OperationCanceledException"/>.
+    /// Runs one statement on a connection from <paramref name="pool"/>, and returns when it is done
+    /// or as soon as <paramref name="cancellationToken"/> is cancelled, whichever comes first (see
+    /// the class remarks). Failures come out as <see cref="LeaseStoreException"/>, cancellation as
+    /// <see cref="OperationCanceledException"/>.
     /// </summary>
-    private async Task<T> RunAsync<T>(string what, MySqlConnection? connection, Func<MySqlConnection, CancellationToken, Task<T>> statement, CancellationToken cancellationToken)
+    private async Task<T> RunAsync<T>(string what, MySqlDataSource pool, Func<MySqlConnection, CancellationToken, Task<T>> statement, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var driver = new CancellationTokenSource();
+        var forward = cancellationToken.UnsafeRegister(static source => ThreadPool.UnsafeQueueUserWorkItem(CancelQuietly, (CancellationTokenSource)source!, preferLocal: false), driver);
+        var work = ExecuteAsync(what, pool, statement, driver.Token);
+        _ = work.ContinueWith(
+            static (done, state) =>
+            {
+                // Observed, so a request given up on never surfaces as an unobserved exception.
+                _ = done.Exception;
+                var (registration, source) = ((CancellationTokenRegistration, CancellationTokenSource))state!;
+                registration.Dispose();
+                source.Dispose();
+            },
+            (forward, driver),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        return await work.WaitAsync(cancellationToken);
+
+        static void CancelQuietly(CancellationTokenSource source)
+        {
+            try
+            {
+                source.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The request finished meanwhile.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens a pooled connection and runs the statement; a missing table is created once and the
+    /// statement run again, when allowed.
+    /// </summary>
+    private async Task<T> ExecuteAsync<T>(string what, MySqlDataSource pool, Func<MySqlConnection, CancellationToken, Task<T>> statement, CancellationToken cancellationToken)
     {
         for (var created = false; ; created = true)
         {
             try
             {
-                if (connection is not null)
-                {
-                    return await statement(connection, cancellationToken);
-                }
-
-                await using var pooled = await OpenAsync(cancellationToken);
-                return await statement(pooled, cancellationToken);
+                await using var connection = await pool.OpenConnectionAsync(cancellationToken);
+                return await statement(connection, cancellationToken);
             }
             catch (MySqlException e) when (e.ErrorCode == MySqlErrorCode.NoSuchTable && _createTable && !created)
             {
@@ -268,11 +317,15 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
         }
     }
 
+    /// <summary>One read of the watch, within the request timeout.</summary>
+    private Task<LeaseSnapshot?> PollAsync(CancellationToken cancellationToken) =>
+        RequestTimeout.WithinAsync("lease read", _requestTimeout, _time, token => RunAsync("lease read", _polls, ReadAsync, token), cancellationToken);
+
     private async Task CreateTableAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
+            await using var connection = await _requests.OpenConnectionAsync(cancellationToken);
             await using var command = Command(connection, _create);
             await command.ExecuteNonQueryAsync(cancellationToken);
             LogTableCreated(_logger, _table);
@@ -282,18 +335,6 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
             throw new LeaseStoreException(LeaseStoreFailure.Forbidden, $"table {_table} does not exist and this user may not create it: create it, or grant CREATE on it ({Shorten(e.Message)})", e);
         }
         catch (Exception e) when (Failure("creating the lease table", e, cancellationToken) is { } failure)
-        {
-            throw failure;
-        }
-    }
-
-    private async Task<MySqlConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await _dataSource.OpenConnectionAsync(cancellationToken);
-        }
-        catch (Exception e) when (Failure("connecting to MySQL", e, cancellationToken) is { } failure)
         {
             throw failure;
         }
@@ -398,9 +439,6 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
             return new DateTimeOffset(value.UtcTicks - (value.UtcTicks % 10), TimeSpan.Zero);
         }
     }
-
-    private Task<T> WithinRequestTimeoutAsync<T>(string what, Func<CancellationToken, Task<T>> request, CancellationToken cancellationToken) =>
-        RequestTimeout.WithinAsync(what, _requestTimeout, _time, request, cancellationToken);
 
     [LoggerMessage(EventId = 710, EventName = "MySqlTableCreated", Level = LogLevel.Information,
         Message = "Created the lease table {Table} (it did not exist)")]

@@ -90,10 +90,8 @@ internal sealed class MySqlStoreKind : StoreKind
 
         var requestTimeout = options.Election.RequestTimeout;
         Settle(connection, requestTimeout);
-        var address = MySqlOptions.Address(connection);
         return services => new MySqlLeaseStore(
-            new MySqlDataSource(connection.ConnectionString),
-            address,
+            connection,
             mysql.Table,
             mysql.CreateTable,
             options.Namespace,

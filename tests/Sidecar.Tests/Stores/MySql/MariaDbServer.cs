@@ -18,12 +18,15 @@ internal sealed class MariaDbServer : IAsyncDisposable
     public const string User = "app";
     public const string Password = "app-secret";
 
-    private readonly TempDirectory _dir = new();
+    private const string TemplatePrefix = "leader-sidecar-mariadb-template-";
+
+    private readonly TempDirectory _dir;
     private Process? _process;
     private bool _paused;
 
-    private MariaDbServer()
+    private MariaDbServer(string? directoryPrefix = null)
     {
+        _dir = directoryPrefix is null ? new TempDirectory() : new TempDirectory(directoryPrefix);
         Port = EtcdServer.FreePort();
     }
 
@@ -157,8 +160,10 @@ internal sealed class MariaDbServer : IAsyncDisposable
 
     private static async Task<string> CreateTemplateAsync()
     {
-        // Kept until the test run ends: every server of the run copies it.
-        var server = new MariaDbServer();
+        // Kept until the test run ends: every server of the run copies it. A run that was killed
+        // leaves its template behind; the next run removes those whose process is gone.
+        SweepTemplates();
+        var server = new MariaDbServer(TemplatePrefix + Environment.ProcessId + "-");
         AppDomain.CurrentDomain.ProcessExit += (_, _) => server._dir.Dispose();
         await server.InstallAsync();
         await server.LaunchAsync();
@@ -175,6 +180,24 @@ internal sealed class MariaDbServer : IAsyncDisposable
         process.Dispose();
         server._process = null;
         return server.DataDirectory;
+    }
+
+    private static void SweepTemplates()
+    {
+        foreach (var directory in Directory.EnumerateDirectories(Path.GetTempPath(), TemplatePrefix + "*"))
+        {
+            var pid = Path.GetFileName(directory)[TemplatePrefix.Length..].Split('-')[0];
+            if (int.TryParse(pid, out var id) && !Directory.Exists($"/proc/{id}"))
+            {
+                try
+                {
+                    Directory.Delete(directory, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
     }
 
     private static void Copy(string from, string to)
