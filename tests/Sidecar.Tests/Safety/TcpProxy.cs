@@ -22,7 +22,9 @@ internal sealed class TcpProxy : IAsyncDisposable
     private readonly Task _accepting;
     private TaskCompletionSource _open = Opened();
     private long _latencyTicks;
+    private CancellationTokenSource _latencyEnded = new();
     private int _waiting;
+    private int _delayed;
 
     public TcpProxy(int upstreamPort)
     {
@@ -36,11 +38,32 @@ internal sealed class TcpProxy : IAsyncDisposable
     /// <summary>How many chunks are held by a black hole now.</summary>
     public int Waiting => Volatile.Read(ref _waiting);
 
-    /// <summary>Holds every chunk <paramref name="oneWay"/> before forwarding it, each way, until disposed.</summary>
+    /// <summary>How many chunks are held by a delay now.</summary>
+    public int Delayed => Volatile.Read(ref _delayed);
+
+    /// <summary>
+    /// Holds every chunk <paramref name="oneWay"/> before forwarding it, each way, until disposed;
+    /// then the chunks still held go on at once, so the network is healed the moment the fault is.
+    /// </summary>
     public IDisposable Delay(TimeSpan oneWay)
     {
-        Interlocked.Exchange(ref _latencyTicks, oneWay.Ticks);
-        return new Undo(() => Interlocked.Exchange(ref _latencyTicks, 0));
+        lock (_gate)
+        {
+            _latencyTicks = oneWay.Ticks;
+        }
+
+        return new Undo(() =>
+        {
+            CancellationTokenSource ended;
+            lock (_gate)
+            {
+                _latencyTicks = 0;
+                ended = _latencyEnded;
+                _latencyEnded = new CancellationTokenSource();
+            }
+
+            ended.Cancel();
+        });
     }
 
     /// <summary>Forwards nothing, either way, on any connection, until disposed; sockets stay open.</summary>
@@ -90,6 +113,7 @@ internal sealed class TcpProxy : IAsyncDisposable
 
         await _accepting;
         _stop.Dispose();
+        _latencyEnded.Dispose();
     }
 
     private static TaskCompletionSource Opened()
@@ -207,10 +231,30 @@ internal sealed class TcpProxy : IAsyncDisposable
             }
 
             // A fixed delay per chunk is the fault being injected, not a wait for a condition.
-            var wait = TimeSpan.FromTicks(Interlocked.Read(ref _latencyTicks)) - Stopwatch.GetElapsedTime(arrivedAt);
+            TimeSpan latency;
+            CancellationToken latencyEnded;
+            lock (_gate)
+            {
+                latency = TimeSpan.FromTicks(_latencyTicks);
+                latencyEnded = _latencyEnded.Token;
+            }
+
+            var wait = latency - Stopwatch.GetElapsedTime(arrivedAt);
             if (wait > TimeSpan.Zero)
             {
-                await Task.Delay(wait, _stop.Token);
+                using var held = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, latencyEnded);
+                Interlocked.Increment(ref _delayed);
+                try
+                {
+                    await Task.Delay(wait, held.Token);
+                }
+                catch (OperationCanceledException) when (latencyEnded.IsCancellationRequested && !_stop.IsCancellationRequested)
+                {
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _delayed);
+                }
             }
 
             await to.SendAsync(data, SocketFlags.None, _stop.Token);

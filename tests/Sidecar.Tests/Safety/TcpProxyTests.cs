@@ -54,6 +54,19 @@ public sealed class TcpProxyTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Chunks_held_by_a_delay_go_on_at_once_when_it_is_removed()
+    {
+        using var client = await ConnectAsync();
+        var delay = _proxy.Delay(TimeSpan.FromMinutes(5));
+        await client.SendAsync("held"u8.ToArray());
+        await Poll.UntilAsync(() => Task.FromResult(_proxy.Delayed >= 1), Deadline, "the chunk to reach the proxy");
+
+        delay.Dispose();
+
+        Assert.Equal("held", await ReceiveAsync(client, 4));
+    }
+
+    [Fact]
     public async Task A_black_hole_forwards_nothing_until_it_heals_then_everything_in_order()
     {
         using var client = await ConnectAsync();
