@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using LeaderSidecar.Election;
 using Npgsql;
 using NpgsqlTypes;
-using LeaderSidecar.Election;
 
 namespace LeaderSidecar.Stores.Postgres;
 
