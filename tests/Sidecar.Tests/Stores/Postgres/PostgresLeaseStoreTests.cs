@@ -261,7 +261,7 @@ public sealed class PostgresLeaseStoreTests : IAsyncLifetime
         // A pooler in transaction mode hands LISTEN to a server connection that is not ours, so
         // nothing comes back. Listening on a channel nobody notifies is the same silence.
         var logs = new ListLogger<PostgresLeaseStore>();
-        var store = Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(1), logger: logs));
+        var store = Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(2), logger: logs));
         await Connect().CreateAsync(Record("a"), Ct);
 
         for (var attempt = 0; attempt < 2; attempt++)
@@ -279,14 +279,15 @@ public sealed class PostgresLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task Behind_a_listener_that_hears_nothing_followers_poll_and_still_take_over_a_released_lease()
     {
-        var options = new ElectionOptions { Identity = "x", LeaseName = "app", LeaseDuration = TimeSpan.FromSeconds(3), RenewDeadline = TimeSpan.FromSeconds(2), RetryPeriod = TimeSpan.FromMilliseconds(500) };
+        // Generous timeouts: on a loaded machine a watch must not fail for slowness before its probe.
+        var options = new ElectionOptions { Identity = "x", LeaseName = "app", LeaseDuration = TimeSpan.FromSeconds(6), RenewDeadline = TimeSpan.FromSeconds(4), RetryPeriod = TimeSpan.FromSeconds(1) };
         var logs = new ListLogger<PostgresLeaseStore>();
-        using var a = new RunningElector(Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(1), logger: logs)), options with { Identity = "a" });
-        using var b = new RunningElector(Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(1), logger: logs)), options with { Identity = "b" });
+        using var a = new RunningElector(Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(3), logger: logs)), options with { Identity = "a" });
+        using var b = new RunningElector(Track(Store(_server.Url(), channel: "nobody_notifies_this", requestTimeout: TimeSpan.FromSeconds(3), logger: logs)), options with { Identity = "b" });
         await Poll.UntilAsync(() => Task.FromResult(a.Leads ^ b.Leads), TimeSpan.FromSeconds(30), "one of the two to lead");
         var (leader, follower) = a.Leads ? (a, b) : (b, a);
         await Poll.UntilAsync(() => Task.FromResult(follower.State.Current.Holder == leader.Options.Identity), TimeSpan.FromSeconds(30), "the follower to know the leader");
-        await Poll.UntilAsync(() => Task.FromResult(logs.Entries.Count(e => e.Event.Name == "PostgresListenSilent") == 2), TimeSpan.FromSeconds(30), "both watches to find LISTEN silent");
+        await Poll.UntilAsync(() => Task.FromResult(logs.Entries.Count(e => e.Event.Name == "PostgresListenSilent") == 2), TimeSpan.FromSeconds(60), "both watches to find LISTEN silent");
 
         await leader.Elector.ResignAsync(TimeSpan.FromMinutes(5), Ct);
 
