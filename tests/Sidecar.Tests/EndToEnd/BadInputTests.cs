@@ -34,7 +34,7 @@ public sealed class BadInputTests : IDisposable
     [InlineData("--renew-deadline", "1200h", "duration \"1200h\" is longer than 24h (from --renew-deadline)")]
     [InlineData("--retry-period", "-", "invalid duration \"-\" (a sign alone is not a duration) (from --retry-period)")]
     [InlineData("--drain-timeout", "-1s", "duration \"-1s\" must not be negative (from --drain-timeout)")]
-    [InlineData("--backend", "file,kubernetes", "unknown backend \"file,kubernetes\" (use auto, file, kubernetes or etcd) (from --backend)")]
+    [InlineData("--backend", "file,kubernetes", "unknown backend \"file,kubernetes\" (use auto, file, kubernetes, etcd or redis) (from --backend)")]
     [InlineData("--identity", "a\u001b[31mred", "\"a\\u001b[31mred\" contains a control character (from --identity)")]
     [InlineData("--control-token-file", "/nonexistent/token", "cannot read control token file /nonexistent/token")]
     public async Task Absurd_values_are_one_line_and_exit_code_2_never_a_crash(string flag, string value, string expected)
