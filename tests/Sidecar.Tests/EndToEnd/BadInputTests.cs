@@ -1,3 +1,5 @@
+using LeaderSidecar.Stores;
+
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>
@@ -42,6 +44,16 @@ public sealed class BadInputTests : IDisposable
         var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, flag, value);
 
         Assert.Contains(expected, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unknown_backend_is_one_line_naming_every_store_there_is()
+    {
+        var stores = StoreKinds.All.Select(k => k.Name).ToList();
+
+        var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, "--backend", "file,kubernetes");
+
+        Assert.EndsWith($"unknown backend \"file,kubernetes\" (use auto, {string.Join(", ", stores.SkipLast(1))} or {stores[^1]}) (from --backend)", line, StringComparison.Ordinal);
     }
 
     [Fact]
