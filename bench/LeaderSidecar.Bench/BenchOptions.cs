@@ -7,6 +7,9 @@ internal sealed record BenchOptions
 {
     public string Binary { get; init; } = "artifacts/aot/leader-sidecar";
 
+    /// <summary>Where the daemons keep their lease: <c>kubernetes</c> (the default) or <c>etcd</c>.</summary>
+    public string Backend { get; init; } = "kubernetes";
+
     public string? Kubeconfig { get; init; }
 
     public string? Namespace { get; init; }
@@ -24,6 +27,8 @@ internal sealed record BenchOptions
     public string Command { get; init; } = "bench/run";
 
     public IReadOnlySet<string> Only { get; init; } = new HashSet<string>();
+
+    public static readonly string[] Backends = ["kubernetes", "etcd"];
 
     public static readonly string[] Scenarios = ["footprint", "startup", "http", "flood", "failover", "crash", "load"];
 
@@ -47,6 +52,7 @@ internal sealed record BenchOptions
             options = args[i] switch
             {
                 "--binary" => options with { Binary = Value() },
+                "--backend" => options with { Backend = Value() },
                 "--kubeconfig" => options with { Kubeconfig = Value() },
                 "--namespace" => options with { Namespace = Value() },
                 "--quick" => options with { Quick = true },
@@ -63,6 +69,16 @@ internal sealed record BenchOptions
         if (options.Only.FirstOrDefault(s => !Scenarios.Contains(s)) is { } unknown)
         {
             throw new ArgumentException($"unknown scenario {unknown}; known: {string.Join(", ", Scenarios)}");
+        }
+
+        if (!Backends.Contains(options.Backend))
+        {
+            throw new ArgumentException($"unknown backend {options.Backend}; known: {string.Join(", ", Backends)}");
+        }
+
+        if (options.Backend != "kubernetes" && (options.Kubeconfig is not null || options.Namespace is not null))
+        {
+            throw new ArgumentException("--kubeconfig and --namespace go with --backend kubernetes");
         }
 
         return options;

@@ -1,13 +1,15 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 
 namespace LeaderSidecar.Bench;
 
-/// <summary>What every scenario needs: the binary, the lease API, the timing, a scratch directory and the report.</summary>
-internal sealed class Harness(BenchOptions options, LeaseApi api, string scratch, Report report)
+/// <summary>What every scenario needs: the binary, the backend, the timing, a scratch directory and the report.</summary>
+internal sealed class Harness(BenchOptions options, Backend backend, string scratch, Report report)
 {
     public BenchOptions Options => options;
 
-    public LeaseApi Api => api;
+    public Backend Backend => backend;
 
     public Timing Timing => options.Timing;
 
@@ -22,18 +24,26 @@ internal sealed class Harness(BenchOptions options, LeaseApi api, string scratch
 
     public static void Log(string line) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}");
 
-    /// <summary>A daemon on the Kubernetes backend for <paramref name="lease"/>, with its own credentials.</summary>
-    public Task<Daemon> StartDaemonAsync(string lease, string identity, params string[] extra)
+    /// <summary>A loopback port nobody listens on (bound and released at once).</summary>
+    public static int FreePort()
     {
-        var candidate = api.Candidate(lease, identity);
-        return Daemon.StartAsync(
-            options.Binary,
-            identity,
-            ["--backend", "kubernetes", "--kubeconfig", candidate.Kubeconfig, "--namespace", api.Namespace, "--lease-name", lease, .. Timing.Args, .. extra]);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>A daemon on the backend for <paramref name="lease"/>, with its own credentials.</summary>
+    public Task<Daemon> StartDaemonAsync(string lease, string identity, params string[] extra) =>
+        Daemon.StartAsync(options.Binary, identity, [.. backend.DaemonArgs(lease, identity, counted: false), .. Timing.Args, .. extra]);
+
+    /// <summary>A daemon whose requests the backend counts per replica (<see cref="Backend.ServerCounts"/>).</summary>
+    public Task<Daemon> StartCountedDaemonAsync(string lease, string identity) =>
+        Daemon.StartAsync(options.Binary, identity, [.. backend.DaemonArgs(lease, identity, counted: true), .. Timing.Args]);
+
+    /// <summary>A polling reference elector; only on a backend with a <see cref="Backend.PollingApi"/>.</summary>
     public PollingElector StartElector(string lease, string identity)
     {
+        var api = backend.PollingApi ?? throw new InvalidOperationException($"no polling reference on the {backend.Name} backend");
         var candidate = api.Candidate(lease, identity);
         var elector = new PollingElector(api.CreateClient(candidate), api.BaseAddress, api.Namespace, lease, identity, Timing);
         elector.Start();

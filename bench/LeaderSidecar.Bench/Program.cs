@@ -42,11 +42,9 @@ var loadBefore = File.ReadAllText("/proc/loadavg").Trim();
 var clock = Stopwatch.StartNew();
 try
 {
-    await using LeaseApi api = options.Kubeconfig is { } kubeconfig
-        ? new ClusterApi(kubeconfig, options.Namespace)
-        : await TestServerApi.StartAsync(scratch);
-    var h = new Harness(options, api, scratch, report);
-    Harness.Log($"binary {options.Binary}; {api.Description}; {options.Timing}");
+    await using var backend = await StartBackendAsync(options, scratch);
+    var h = new Harness(options, backend, scratch, report);
+    Harness.Log($"binary {options.Binary}; {backend.Description}; {options.Timing}");
 
     var scenarios = new (string Name, Func<Task> Run)[]
     {
@@ -71,10 +69,20 @@ try
         }
     }
 
-    var markdown = report.ToMarkdown(Header(options, api, startedAt, clock.Elapsed, loadBefore));
-    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.Out))!);
-    await File.WriteAllTextAsync(options.Out, markdown + Footer());
-    Harness.Log($"wrote {options.Out}");
+    // Only this backend's section (and the notes) are rewritten; the rest of the file stays.
+    var existing = File.Exists(options.Out) ? await File.ReadAllTextAsync(options.Out) : "";
+    (string, Func<string, string?>)? compare = backend.CompareWith is { } other
+        ? (other.Name, BenchmarksDocument.Figures(BenchmarksDocument.Section(existing, other.Section)))
+        : null;
+    var markdown = report.ToMarkdown(Header(options, backend, startedAt, clock.Elapsed, loadBefore), backend.Name, compare);
+    var sections = new List<(string, string)> { (backend.Section, markdown) };
+    if (File.Exists("bench/NOTES.md"))
+    {
+        sections.Add((BenchmarksDocument.Notes, await File.ReadAllTextAsync("bench/NOTES.md")));
+    }
+
+    await BenchmarksDocument.WriteAsync(options.Out, sections);
+    Harness.Log($"wrote the {backend.Section} section of {options.Out}");
     Console.WriteLine(markdown);
     return report.Failures.Count == 0 ? 0 : 1;
 }
@@ -84,21 +92,29 @@ finally
     Directory.Delete(scratch, recursive: true);
 }
 
-static string Header(BenchOptions options, LeaseApi api, DateTime startedAt, TimeSpan took, string loadBefore)
+static async Task<Backend> StartBackendAsync(BenchOptions options, string scratch) => options.Backend switch
+{
+    "etcd" => await EtcdBackend.StartAsync(scratch),
+    _ => new KubernetesBackend(options.Kubeconfig is { } kubeconfig
+        ? new ClusterApi(kubeconfig, options.Namespace)
+        : await TestServerApi.StartAsync(scratch)),
+};
+
+static string Header(BenchOptions options, Backend backend, DateTime startedAt, TimeSpan took, string loadBefore)
 {
     string Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : "unknown";
     var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown";
     var os = File.ReadLines("/etc/os-release").FirstOrDefault(l => l.StartsWith("PRETTY_NAME=", StringComparison.Ordinal))?.Split('=', 2)[1].Trim('"') ?? "unknown";
     var memory = File.ReadLines("/proc/meminfo").First().Split(':', 2)[1].Trim();
     var md = new StringBuilder();
-    md.AppendLine("# Benchmarks").AppendLine();
-    md.AppendLine("Written by `bench/run` (see [bench/README.md](../bench/README.md) for what each figure means and how it is taken). Do not edit by hand: rerun it.").AppendLine();
+    md.AppendLine(Report.F($"## {backend.Title}")).AppendLine();
+    md.AppendLine("Written by this command:").AppendLine();
+    md.AppendLine("```sh").AppendLine(options.Command).AppendLine("```").AppendLine();
     if (options.Quick)
     {
         md.AppendLine(Report.F($"> **This is a `--quick` smoke run**: fast timing ({options.Timing}), few trials, {options.Load} min of load. Its figures are not the published ones.")).AppendLine();
     }
 
-    md.AppendLine("```sh").AppendLine(options.Command).AppendLine("```").AppendLine();
     md.AppendLine("| machine | |").AppendLine("|---|---|");
     md.AppendLine(Report.F($"| CPU | {cpu}, {Environment.ProcessorCount} cores visible |"));
     md.AppendLine(Report.F($"| memory | {memory} |"));
@@ -108,12 +124,15 @@ static string Header(BenchOptions options, LeaseApi api, DateTime startedAt, Tim
     md.AppendLine(Report.F($"| commit | {Env("BENCH_GIT_COMMIT")} |"));
     md.AppendLine(Report.F($"| date | {startedAt:yyyy-MM-dd HH:mm} UTC, took {took.TotalMinutes:0.0} min |"));
     md.AppendLine(Report.F($"| load average (1, 5, 15 min; running/total; last pid) | before: {loadBefore}; after: {File.ReadAllText("/proc/loadavg").Trim()} |"));
-    md.AppendLine(Report.F($"| lease API | {api.Description} |"));
+    md.AppendLine(Report.F($"| lease store | {backend.Description} |"));
     md.AppendLine(Report.F($"| timing | {options.Timing} |"));
     md.AppendLine();
-    md.AppendLine("Figures are median / p95 (nearest rank) over n trials unless said otherwise. The machine is shared: other jobs run beside the benchmark (see the load average), so tails are noisy.").AppendLine();
-    md.AppendLine("## Results").AppendLine();
+    md.Append("Figures are median / p95 (nearest rank) over n trials unless said otherwise. The machine is shared: other jobs run beside the benchmark (see the load average), so tails are noisy.");
+    if (backend.CompareWith is { } other)
+    {
+        md.Append(Report.F($" There is no polling reference on {backend.Name}; beside each figure is the same row of the {other.Name} section, taken by its own run (see that section's header)."));
+    }
+
+    md.AppendLine().AppendLine();
     return md.ToString();
 }
-
-static string Footer() => File.Exists("bench/NOTES.md") ? "\n" + File.ReadAllText("bench/NOTES.md") : "";

@@ -6,7 +6,7 @@ namespace LeaderSidecar.Bench;
 /// <summary>One line of the summary table.</summary>
 internal sealed record Row(string What, string Sidecar, string Baseline, string Ratio, string Target, string Result);
 
-/// <summary>Everything one run measured, written out as <c>docs/BENCHMARKS.md</c>.</summary>
+/// <summary>Everything one run measured, written out as its backend's section of <c>docs/BENCHMARKS.md</c>.</summary>
 internal sealed class Report
 {
     public List<Row> Rows { get; } = [];
@@ -34,14 +34,34 @@ internal sealed class Report
 
     public static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
-    public string ToMarkdown(string header)
+    /// <summary>
+    /// The section's markdown: <paramref name="header"/>, the results table and the details. With
+    /// <paramref name="compare"/> (the name of another section's store and a lookup of its figures
+    /// by row), the second column is that section's figure of the same row instead of the polling
+    /// reference, and there is no ratio.
+    /// </summary>
+    public string ToMarkdown(string header, string name, (string Name, Func<string, string?> Figure)? compare)
     {
         var md = new StringBuilder(header);
-        md.AppendLine("| what | leader-sidecar: median / p95 | polling reference (client-go style) | polling ÷ sidecar | target | result |");
-        md.AppendLine("|---|---|---|---|---|---|");
-        foreach (var row in Rows)
+        md.AppendLine("### Results").AppendLine();
+        if (compare is { } other)
         {
-            md.AppendLine(F($"| {row.What} | {row.Sidecar} | {row.Baseline} | {row.Ratio} | {row.Target} | {row.Result} |"));
+            md.AppendLine(F($"| what | leader-sidecar on {name}: median / p95 | the same on {other.Name} (its section, its own run) | target | result |"));
+            md.AppendLine("|---|---|---|---|---|");
+            foreach (var row in Rows)
+            {
+                var figure = other.Figure(row.What.Replace($"{name} backend", $"{other.Name} backend", StringComparison.Ordinal)) ?? "—";
+                md.AppendLine(F($"| {row.What} | {row.Sidecar} | {figure} | {row.Target} | {row.Result} |"));
+            }
+        }
+        else
+        {
+            md.AppendLine(F($"| what | leader-sidecar on {name}: median / p95 | polling reference (client-go style) | polling ÷ sidecar | target | result |"));
+            md.AppendLine("|---|---|---|---|---|---|");
+            foreach (var row in Rows)
+            {
+                md.AppendLine(F($"| {row.What} | {row.Sidecar} | {row.Baseline} | {row.Ratio} | {row.Target} | {row.Result} |"));
+            }
         }
 
         md.AppendLine();
@@ -58,9 +78,9 @@ internal sealed class Report
 
         foreach (var (heading, markdown) in Details)
         {
-            md.AppendLine(F($"### {heading}")).AppendLine().AppendLine(markdown.TrimEnd()).AppendLine();
+            md.AppendLine(F($"#### {heading}")).AppendLine().AppendLine(markdown.TrimEnd()).AppendLine();
         }
 
-        return md.ToString();
+        return md.ToString().TrimEnd() + "\n";
     }
 }

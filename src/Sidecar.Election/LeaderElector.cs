@@ -496,11 +496,13 @@ public sealed partial class LeaderElector : IDisposable
         {
             _vanishedAvailableAt = 0;
         }
-        else if (_observed is { Record.IsReleased: false } vanished && !_own.IsOurs(vanished, _leading))
+        else if (_observed is { Record.IsReleased: false } vanished && !(_leading && now < _claimDeadline && _own.IsOurs(vanished, claiming: true)))
         {
-            // Deleted while held by someone else. That holder can no longer renew, but may claim
-            // until its renew deadline: wait a full lease duration from now (ours if it is longer,
-            // in case we missed a newer record with a longer duration) before creating it again.
+            // Deleted while held by someone else, or by us after our claim ran out: while we were
+            // not looking (paused, cut off) someone may have taken it over before the deletion. That
+            // holder can no longer renew, but may claim until its renew deadline: wait a full lease
+            // duration from now (ours if it is longer, in case we missed a newer record with a
+            // longer duration) before creating it again. Only a live claim of ours rules that out.
             var seconds = Math.Max(0, vanished.Record.LeaseDurationSeconds);
             _vanishedAvailableAt = _time.Add(now, TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(seconds).Ticks, _options.LeaseDuration.Ticks)));
         }

@@ -1,16 +1,25 @@
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Hosting;
+using LeaderSidecar.Surfaces.Exec;
 
 namespace LeaderSidecar;
 
 /// <summary>
 /// Entry point. Exit codes: 0 after a clean shutdown (or --help/--version), 2 for bad input (one
 /// line on stderr naming the problem), 1 for an unexpected failure (also one line, no stack trace).
+/// In exec mode also: COMMAND's own exit code when it exits by itself (<c>--exec-on-exit=exit</c>),
+/// and 3 when a shutdown had to kill COMMAND after <c>--exec-grace</c>.
 /// </summary>
 internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // The re-exec that becomes COMMAND in exec mode: nothing else may run first.
+        if (ExecChild.IsRequested(args))
+        {
+            return ExecChild.Run(args);
+        }
+
         // Before anything opens descriptors: the connection limits are derived from this limit.
         FileDescriptors.RaiseSoftLimit();
         switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable))

@@ -3,54 +3,63 @@ using System.Text;
 namespace LeaderSidecar.Bench.Scenarios;
 
 /// <summary>
-/// Three sidecars on one Lease and three polling reference electors on another, side by side on the
-/// same server for the same steady-state window; requests per minute per replica by verb. On the
-/// test server the counts are the server's own, per token (a watch counts once, when it opens);
-/// each daemon's <c>leader_sidecar_lease_requests_total</c> is shown beside them as a cross-check,
-/// and is the only source on a real cluster.
+/// Three sidecars on one lease and, where the backend has a polling reference, three reference
+/// electors on another, side by side on the same server for the same steady-state window; requests
+/// per minute per replica. The counts are the backend's per replica (<see cref="Backend.ServerCounts"/>:
+/// the test server's per token, a counting proxy per daemon in front of etcd); each daemon's
+/// <c>leader_sidecar_lease_requests_total</c> is shown beside them as a cross-check, and is the only
+/// source on a real cluster.
 /// </summary>
 internal static class ApiLoad
 {
     private static readonly string[] Identities = ["a", "b", "c"];
-    private static readonly string[] Verbs = ["get", "list", "watch", "create", "update"];
 
     public static async Task RunAsync(Harness h)
     {
         var minutes = h.Options.Load;
-        Harness.Log(Report.F($"API-server load: 3 sidecars and 3 polling electors, {minutes} min of steady state"));
-        var sidecarLease = h.Api.NewLease("load");
-        var pollingLease = h.Api.NewLease("load-poll");
+        var withPolling = h.Backend.PollingApi is not null;
+        Harness.Log(Report.F($"lease-store load: 3 sidecars{(withPolling ? " and 3 polling electors" : "")}, {minutes} min of steady state"));
+        var sidecarLease = h.Backend.NewLease("load");
+        var pollingLease = h.Backend.NewLease("load-poll");
         var daemons = new List<Daemon>();
         var electors = new List<PollingElector>();
         try
         {
             foreach (var id in Identities)
             {
-                daemons.Add(await h.StartDaemonAsync(sidecarLease, id));
-                electors.Add(h.StartElector(pollingLease, id));
+                daemons.Add(await h.StartCountedDaemonAsync(sidecarLease, id));
+                if (withPolling)
+                {
+                    electors.Add(h.StartElector(pollingLease, id));
+                }
             }
 
             var leader = await h.SingleLeaderAsync([.. daemons.Select(d => d.Roles)]);
-            var pollingLeader = await h.SingleLeaderAsync([.. electors.Select(e => e.Roles)]);
+            var pollingLeader = withPolling ? await h.SingleLeaderAsync([.. electors.Select(e => e.Roles)]) : -1;
 
-            // Start-up (create, first list and watch) is over; count only what steady state costs.
+            // Start-up (create, first read and watch) is over; count only what steady state costs.
             await Task.Delay(h.Options.Quick ? TimeSpan.FromSeconds(3) : TimeSpan.FromSeconds(10));
             var before = await SnapshotAsync(h, sidecarLease, pollingLease, daemons, electors);
             await Task.Delay(TimeSpan.FromMinutes(minutes));
             var after = await SnapshotAsync(h, sidecarLease, pollingLease, daemons, electors);
             var stable = leader == await h.SingleLeaderAsync([.. daemons.Select(d => d.Roles)])
-                && pollingLeader == await h.SingleLeaderAsync([.. electors.Select(e => e.Roles)])
+                && (!withPolling || pollingLeader == await h.SingleLeaderAsync([.. electors.Select(e => e.Roles)]))
                 && daemons.All(d => d.Roles.Current is "LEADER" or "FOLLOWER");
 
+            var columns = h.Backend.RequestColumns;
             Rate PerMinute(Dictionary<string, long> a, Dictionary<string, long> b) =>
-                new(Verbs.ToDictionary(v => v, v => (b.GetValueOrDefault(v) - a.GetValueOrDefault(v)) / minutes));
+                new(a.Keys.Union(b.Keys).ToDictionary(k => k, k => (b.GetValueOrDefault(k) - a.GetValueOrDefault(k)) / minutes), columns);
 
-            var sidecar = Enumerable.Range(0, 3).Select(i => (Leader: i == leader, Rate: PerMinute(before.Sidecar[i], after.Sidecar[i]), Own: PerMinute(before.SidecarOwn[i], after.SidecarOwn[i]))).ToList();
-            var polling = Enumerable.Range(0, 3).Select(i => (Leader: i == pollingLeader, Rate: PerMinute(before.Polling[i], after.Polling[i]), Own: PerMinute(before.PollingOwn[i], after.PollingOwn[i]))).ToList();
+            var sidecar = Enumerable.Range(0, daemons.Count)
+                .Select(i => new Replica(Identities[i], i == leader, PerMinute(before.Sidecar[i], after.Sidecar[i]), PerMinute(before.SidecarOwn[i], after.SidecarOwn[i])))
+                .ToList();
+            var polling = Enumerable.Range(0, electors.Count)
+                .Select(i => new Replica(Identities[i], i == pollingLeader, PerMinute(before.Polling[i], after.Polling[i]), PerMinute(before.PollingOwn[i], after.PollingOwn[i])))
+                .ToList();
 
             var writesAllowed = 60 / h.Timing.RetryPeriod.TotalSeconds;
             var sLeader = sidecar.Single(r => r.Leader).Rate;
-            var pLeader = polling.Single(r => r.Leader).Rate;
+            var pLeader = polling.SingleOrDefault(r => r.Leader)?.Rate;
             var sFollowers = sidecar.Where(r => !r.Leader).Select(r => r.Rate.Total).ToList();
             var pFollowers = polling.Where(r => !r.Leader).Select(r => r.Rate.Total).ToList();
             var leaderPass = sLeader.Writes <= writesAllowed * 1.01 && sLeader.Reads == 0;
@@ -59,37 +68,62 @@ internal static class ApiLoad
             h.Report.Rows.Add(new Row(
                 "API load, leader (requests/min: writes, reads)",
                 Report.F($"{sLeader.Writes:0.0} writes, {sLeader.Reads:0.0} reads"),
-                Report.F($"{pLeader.Writes:0.0} writes, {pLeader.Reads:0.0} reads"),
-                Report.Ratio(pLeader.Total, sLeader.Total),
+                pLeader is null ? "—" : Report.F($"{pLeader.Writes:0.0} writes, {pLeader.Reads:0.0} reads"),
+                pLeader is null ? "—" : Report.Ratio(pLeader.Total, sLeader.Total),
                 Report.F($"≤ 1 write per retry period ({writesAllowed:0}/min), no reads"),
                 Report.Verdict(leaderPass && stable)));
             h.Report.Rows.Add(new Row(
                 "API load, each follower (requests/min, all verbs)",
                 string.Join(", ", sFollowers.Select(t => Report.F($"{t:0.0}"))),
-                string.Join(", ", pFollowers.Select(t => Report.F($"{t:0.0}"))),
-                Report.Ratio(pFollowers.Average(), Math.Max(sFollowers.Average(), 1 / minutes)),
+                pFollowers.Count == 0 ? "—" : string.Join(", ", pFollowers.Select(t => Report.F($"{t:0.0}"))),
+                pFollowers.Count == 0 ? "—" : Report.Ratio(pFollowers.Average(), Math.Max(sFollowers.Average(), 1 / minutes)),
                 "≤ 2 requests/min",
                 Report.Verdict(followerPass && stable)));
 
+            var counted = before.OnServer;
+            var notRequests = columns.Any(c => c.Kind == RequestKind.NotARequest) ? " Columns in italics are not requests and are not in the total." : "";
             var table = new StringBuilder();
-            table.AppendLine(Report.F($"Steady state of {minutes} min (after 10 s of settling), {h.Timing}. Requests per minute per replica; source: {(h.Api.CountsOnServer ? "the test server's per-token counters; in brackets the daemon's own `leader_sidecar_lease_requests_total` (all results), or the reference elector's own count" : "each daemon's own `leader_sidecar_lease_requests_total` (all results) and the reference elector's own count")}. A watch counts once, when it opens; the ratio of the follower row compares the mean, with a sidecar follower's 0 taken as 1 request per window."));
+            table.AppendLine(Report.F($"Steady state of {minutes} min (after 10 s of settling), {h.Timing}. Requests per minute per replica; source: {(counted ? $"{h.Backend.CountSource}; in brackets the daemon's own `leader_sidecar_lease_requests_total` (all results) where it has the same verb{(withPolling ? ", or the reference elector's own count" : "")}; the last column is the daemon's own count of all its requests" : "each daemon's own `leader_sidecar_lease_requests_total` (all results) and the reference elector's own count")}.{notRequests}{(withPolling ? " The ratio of the follower row compares the mean, with a sidecar follower's 0 taken as 1 request per window." : "")}"));
             table.AppendLine();
-            table.AppendLine("| elector | replica | role | get | list | watch | create | update | total |");
-            table.AppendLine("|---|---|---|---|---|---|---|---|---|");
-            void Add(string elector, int i, bool isLeader, Rate rate, Rate own)
+            table.AppendLine($"| elector | replica | role | {string.Join(" | ", columns.Select(c => c.Kind == RequestKind.NotARequest ? $"*{c.Header}*" : c.Header))} | total | own count |");
+            table.AppendLine($"|---|---|---|{string.Concat(columns.Select(_ => "---|"))}---|---|");
+            void Add(string elector, Replica replica)
             {
-                var cells = Verbs.Select(v => h.Api.CountsOnServer ? Report.F($"{rate.Verbs[v]:0.0} ({own.Verbs[v]:0.0})") : Report.F($"{own.Verbs[v]:0.0}"));
-                table.AppendLine(Report.F($"| {elector} | {Identities[i]} | {(isLeader ? "leader" : "follower")} | {string.Join(" | ", cells)} | {(h.Api.CountsOnServer ? rate.Total : own.Total):0.0} |"));
+                var cells = columns.Select(c => counted && c.OwnVerb is { } verb
+                    ? Report.F($"{replica.Rate[c.Key]:0.0} ({replica.Own[verb]:0.0})")
+                    : Report.F($"{replica.Rate[c.Key]:0.0}"));
+                table.AppendLine(Report.F($"| {elector} | {replica.Identity} | {(replica.Leader ? "leader" : "follower")} | {string.Join(" | ", cells)} | {replica.Rate.Total:0.0} | {replica.Own.Verbs.Values.Sum():0.0} |"));
             }
 
-            for (var i = 0; i < 3; i++)
+            foreach (var replica in sidecar)
             {
-                Add("leader-sidecar", i, sidecar[i].Leader, sidecar[i].Rate, sidecar[i].Own);
+                Add("leader-sidecar", replica);
             }
 
-            for (var i = 0; i < 3; i++)
+            foreach (var replica in polling)
             {
-                Add("polling reference", i, polling[i].Leader, polling[i].Rate, polling[i].Own);
+                Add("polling reference", replica);
+            }
+
+            if (before.ServerTotals is { } totalsBefore && after.ServerTotals is { } totalsAfter)
+            {
+                // The store's own counters cover every client: here, only the three daemons.
+                var server = totalsAfter.Keys.Select(k => (Method: k, PerMinute: (totalsAfter[k] - totalsBefore.GetValueOrDefault(k)) / minutes))
+                    .Where(m => m.PerMinute > 0).OrderBy(m => m.Method, StringComparer.Ordinal).ToList();
+                var proxies = columns.Where(c => c.Kind != RequestKind.NotARequest).Sum(c => sidecar.Sum(r => r.Rate[c.Key]));
+                table.AppendLine().AppendLine(Report.F(
+                    $"The server's own count over the same window, every client together (only these three daemons used it): {(server.Count == 0 ? "no calls" : string.Join(", ", server.Select(m => Report.F($"{m.Method} {m.PerMinute:0.0}"))))} per minute, {server.Sum(m => m.PerMinute):0.0} in all; the three replicas' columns above add up to {proxies:0.0}."));
+            }
+
+            if (counted)
+            {
+                // Start-up included, so the reader sees what the counters catch when there is something to catch.
+                string SinceStart(int i) => string.Join(", ", columns
+                    .Select(c => (c.Header, Count: after.Sidecar[i].GetValueOrDefault(c.Key)))
+                    .Where(c => c.Count > 0)
+                    .Select(c => Report.F($"{c.Header} {c.Count}")));
+                table.AppendLine().AppendLine(Report.F(
+                    $"From each daemon's start to the end of the window (start-up and settling included), in all: {string.Join("; ", daemons.Select((d, i) => $"{d.Identity}: {SinceStart(i)}"))}."));
             }
 
             if (!stable)
@@ -97,7 +131,7 @@ internal static class ApiLoad
                 table.AppendLine().AppendLine("**Leadership changed during the window: the figures are not steady state.**");
             }
 
-            h.Report.Details.Add(("API-server load by verb", table.ToString()));
+            h.Report.Details.Add(("Lease-store load by request", table.ToString()));
         }
         finally
         {
@@ -128,30 +162,39 @@ internal static class ApiLoad
         }
 
         var pollingOwn = electors.Select(e => e.Requests.ToDictionary(p => p.Key, p => p.Value)).ToList();
-        if (!h.Api.CountsOnServer)
+        var server = daemons.Select(d => h.Backend.ServerCounts(sidecarLease, d.Identity)).ToList();
+        var pollingServer = electors.Select(e => h.Backend.ServerCounts(pollingLease, e.Identity)).ToList();
+        if (server.Any(c => c is null) || pollingServer.Any(c => c is null))
         {
-            return new Snapshot(own, own, pollingOwn, pollingOwn);
+            // The store cannot tell replicas apart: their own counts are all there is.
+            return new Snapshot(false, own, own, pollingOwn, pollingOwn, null);
         }
 
-        return new Snapshot(
-            [.. daemons.Select(d => h.Api.ServerCounts(h.Api.Candidate(sidecarLease, d.Identity)))],
-            own,
-            [.. electors.Select(e => h.Api.ServerCounts(h.Api.Candidate(pollingLease, e.Identity)))],
-            pollingOwn);
+        return new Snapshot(true, [.. server.Select(c => c!)], own, [.. pollingServer.Select(c => c!)], pollingOwn, await h.Backend.ServerTotalsAsync());
     }
 
+    /// <param name="OnServer">True when the counts are the store's per replica, false when they are the replicas' own.</param>
     private sealed record Snapshot(
+        bool OnServer,
         List<Dictionary<string, long>> Sidecar,
         List<Dictionary<string, long>> SidecarOwn,
         List<Dictionary<string, long>> Polling,
-        List<Dictionary<string, long>> PollingOwn);
+        List<Dictionary<string, long>> PollingOwn,
+        Dictionary<string, long>? ServerTotals);
 
-    private sealed record Rate(Dictionary<string, double> Verbs)
+    private sealed record Replica(string Identity, bool Leader, Rate Rate, Rate Own);
+
+    /// <summary>Counts per minute by key; reads, writes and the total follow the backend's columns.</summary>
+    private sealed record Rate(Dictionary<string, double> Verbs, IReadOnlyList<RequestColumn> Columns)
     {
-        public double Writes => Verbs["create"] + Verbs["update"];
+        public double this[string key] => Verbs.GetValueOrDefault(key);
 
-        public double Reads => Verbs["get"] + Verbs["list"] + Verbs["watch"];
+        public double Writes => Sum(RequestKind.Write);
 
-        public double Total => Verbs.Values.Sum();
+        public double Reads => Sum(RequestKind.Read);
+
+        public double Total => Writes + Reads;
+
+        private double Sum(RequestKind kind) => Columns.Where(c => c.Kind == kind).Sum(c => this[c.Key]);
     }
 }

@@ -16,15 +16,19 @@ internal static class Failover
     {
         var trials = crash ? h.Options.Crash : h.Options.Graceful;
         var name = crash ? "crash failover (SIGKILL → a follower reports LEADER)" : "graceful failover (SIGTERM → a follower reports LEADER)";
-        Harness.Log($"{name}: {trials} trials each for the sidecar and the polling reference");
+        var withPolling = h.Backend.PollingApi is not null;
+        Harness.Log($"{name}: {trials} trials {(withPolling ? "each for the sidecar and the polling reference" : "of the sidecar")}");
         var sidecarFailedBefore = _sidecarFailedReleases;
         var sidecar = new Sample(await SidecarAsync(h, crash ? Daemon.SigKill : Daemon.SigTerm, trials));
         var sidecarFailedReleases = _sidecarFailedReleases - sidecarFailedBefore;
         Harness.Log($"  sidecar: {Report.Ms(sidecar)}");
         var failedBefore = PollingElector.FailedReleases;
-        var polling = new Sample(await PollingAsync(h, crash, trials));
+        var polling = new Sample(withPolling ? await PollingAsync(h, crash, trials) : []);
         var failedReleases = PollingElector.FailedReleases - failedBefore;
-        Harness.Log($"  polling: {Report.Ms(polling)}");
+        if (withPolling)
+        {
+            Harness.Log($"  polling: {Report.Ms(polling)}");
+        }
 
         string target;
         bool pass;
@@ -42,10 +46,11 @@ internal static class Failover
 
         var format = crash ? (Func<Sample, string>)Report.Seconds : Report.Ms;
         h.Report.Rows.Add(new Row(name, format(sidecar), format(polling), Report.Ratio(polling.Median, sidecar.Median), target, Report.Verdict(pass)));
+        var sidecarReleases = Report.F($" Trials in which the stopped sidecar logged \"Could not release the lease\" (followers then wait for expiry): {sidecarFailedReleases}.");
+        var pollingReleases = Report.F($" Releases of the polling reference that were not written (client-go logs them and followers wait for expiry): {failedReleases}.");
         h.Report.Details.Add((name, Report.F($"""
-            Every trial, ms: sidecar min {sidecar.Min:0.0}, median {sidecar.Median:0.0}, p95 {sidecar.P95:0.0}, max {sidecar.Max:0.0};
-            polling reference min {polling.Min:0.0}, median {polling.Median:0.0}, p95 {polling.P95:0.0}, max {polling.Max:0.0}.
-            Timing: {h.Timing}.{(crash ? "" : $" Trials in which the stopped sidecar logged \"Could not release the lease\" (followers then wait for expiry): {sidecarFailedReleases}. Releases of the polling reference that were not written (client-go logs them and followers wait for expiry): {failedReleases}.")}
+            Every trial, ms: sidecar min {sidecar.Min:0.0}, median {sidecar.Median:0.0}, p95 {sidecar.P95:0.0}, max {sidecar.Max:0.0}{(withPolling ? Report.F($";\npolling reference min {polling.Min:0.0}, median {polling.Median:0.0}, p95 {polling.P95:0.0}, max {polling.Max:0.0}") : "")}.
+            Timing: {h.Timing}.{(crash ? "" : sidecarReleases + (withPolling ? pollingReleases : ""))}
             """)));
     }
 
@@ -59,7 +64,7 @@ internal static class Failover
 
     private static async Task<List<double>> SidecarAsync(Harness h, int signal, int trials)
     {
-        var lease = h.Api.NewLease(signal == Daemon.SigKill ? "kill" : "term");
+        var lease = h.Backend.NewLease(signal == Daemon.SigKill ? "kill" : "term");
         var daemons = new List<Daemon>();
         var latencies = new List<double>();
         try
@@ -111,7 +116,7 @@ internal static class Failover
 
     private static async Task<List<double>> PollingAsync(Harness h, bool crash, int trials)
     {
-        var lease = h.Api.NewLease(crash ? "kill-poll" : "term-poll");
+        var lease = h.Backend.NewLease(crash ? "kill-poll" : "term-poll");
         var electors = Identities.Select(id => h.StartElector(lease, id)).ToList();
         var latencies = new List<double>();
         try

@@ -6,9 +6,10 @@ using Leadership.V1;
 namespace LeaderSidecar.Bench.Scenarios;
 
 /// <summary>
-/// Binary size; resident memory of an idle leader (Kubernetes and file backend); the same leader
-/// with 1,000 gRPC <c>Watch</c> streams open; then transitions of that leader, each timed from the
-/// trigger to every one of the 1,000 streams receiving the new role.
+/// Binary size; resident memory of an idle leader and follower on the backend and of an idle
+/// file-backend leader; the same leader with 1,000 gRPC <c>Watch</c> streams open; then transitions
+/// between that leader and the follower, each timed from the trigger to every one of the 1,000
+/// streams receiving the new role.
 /// </summary>
 internal static class FootprintAndFanOut
 {
@@ -23,20 +24,25 @@ internal static class FootprintAndFanOut
         var binary = new FileInfo(h.Options.Binary).Length / 1024.0 / 1024.0;
         h.Report.Rows.Add(new Row("binary size", Report.F($"{binary:0.0} MiB"), "—", "—", "< 25 MB", Report.Verdict(binary * 1.048576 < 25)));
 
-        var lease = h.Api.NewLease("fanout");
+        var lease = h.Backend.NewLease("fanout");
         var samples = h.Options.Quick ? 3 : 10;
-        Harness.Log("footprint: idle leaders (kubernetes and file backend)");
+        var name = h.Backend.Name;
+        Harness.Log($"footprint: idle leader and follower ({name} backend), idle leader (file backend)");
         await using var leader = await h.StartDaemonAsync(lease, "x", "--allow-tcp-control");
+        await h.SingleLeaderAsync([leader.Roles]);
+        await using var follower = await h.StartDaemonAsync(lease, "y", "--allow-tcp-control");
         var leaseDir = Directory.CreateDirectory(Path.Combine(h.Scratch, "footprint")).FullName;
         await using var fileLeader = await Daemon.StartAsync(h.Options.Binary, "f", ["--backend", "file", "--lease-dir", leaseDir, "--lease-name", "footprint"]);
-        await h.SingleLeaderAsync([leader.Roles]);
+        await h.SingleLeaderAsync([leader.Roles, follower.Roles]);
         await h.SingleLeaderAsync([fileLeader.Roles]);
         await Task.Delay(TimeSpan.FromSeconds(10));
-        var idle = await RssAsync(leader, samples);
+        var sampled = await Task.WhenAll(RssAsync(leader, samples), RssAsync(follower, samples), RssAsync(fileLeader, samples));
+        var (idle, idleFollower, idleFile) = (sampled[0], sampled[1], sampled[2]);
         var idleBreakdown = Breakdown(leader);
-        var idleFile = await RssAsync(fileLeader, samples);
+        var idleFollowerBreakdown = Breakdown(follower);
         var idleFileBreakdown = Breakdown(fileLeader);
-        h.Report.Rows.Add(new Row("idle RSS, leader, Kubernetes backend (after 10 s)", Mib(idle), "—", "—", "< 30 MB", Report.Verdict(idle.Median / 1024 * 1.048576 < 30)));
+        h.Report.Rows.Add(new Row($"idle RSS, leader, {name} backend (after 10 s)", Mib(idle), "—", "—", "< 30 MB", Report.Verdict(idle.Median / 1024 * 1.048576 < 30)));
+        h.Report.Rows.Add(new Row($"idle RSS, follower, {name} backend (after 10 s)", Mib(idleFollower), "—", "—", "< 30 MB", Report.Verdict(idleFollower.Median / 1024 * 1.048576 < 30)));
         h.Report.Rows.Add(new Row("idle RSS, leader, file backend (after 10 s)", Mib(idleFile), "—", "—", "< 30 MB", Report.Verdict(idleFile.Median / 1024 * 1.048576 < 30)));
         await fileLeader.DisposeAsync();
 
@@ -57,11 +63,11 @@ internal static class FootprintAndFanOut
             h.Report.Rows.Add(new Row(Report.F($"RSS with {Streams} Watch streams ({Channels} HTTP/2 connections)"), Mib(loaded), "—", "—", "report", Report.Verdict(null)));
             h.Report.Details.Add(("Footprint", Report.F($"""
                 Binary: {new FileInfo(h.Options.Binary).Length:N0} bytes ({h.Options.Binary}). RSS is VmRSS from /proc/PID/status, {samples} samples 1 s apart (MiB = 1,048,576 bytes).
-                Last sample split into anonymous memory and pages of the binary (RssAnon + RssFile + RssShmem): idle Kubernetes leader {idleBreakdown}; idle file leader {idleFileBreakdown}; with the streams {loadedBreakdown}.
+                Last sample split into anonymous memory and pages of the binary (RssAnon + RssFile + RssShmem): idle {name} leader {idleBreakdown}; idle {name} follower {idleFollowerBreakdown}; idle file leader {idleFileBreakdown}; with the streams {loadedBreakdown}.
                 With the streams open the daemon's `leader_sidecar_grpc_watch_streams` said {watched}; {broken} of {Streams} streams had failed to open.
                 """)));
 
-            await FanOutAsync(h, lease, leader, timelines);
+            await FanOutAsync(h, leader, follower, timelines);
         }
         finally
         {
@@ -74,11 +80,10 @@ internal static class FootprintAndFanOut
         }
     }
 
-    private static async Task FanOutAsync(Harness h, string lease, Daemon x, List<RoleTimeline> streams)
+    private static async Task FanOutAsync(Harness h, Daemon x, Daemon y, List<RoleTimeline> streams)
     {
         var transitions = h.Options.Quick ? 4 : 20;
         Harness.Log($"watch fan-out: {transitions} transitions of a leader with {Streams} streams");
-        await using var y = await h.StartDaemonAsync(lease, "y", "--allow-tcp-control");
         var holdOff = TimeSpan.FromSeconds(1);
         var stepDowns = new List<double>();
         var takeOvers = new List<double>();
@@ -151,7 +156,7 @@ internal static class FootprintAndFanOut
             A transition is triggered by a gRPC `Resign` (hold-off {holdOff.TotalSeconds:0} s) sent to the leader, timed from just before the call:
 
             - x resigns, its streams must report a role other than LEADER (step-down): last stream {Report.Ms(down)}
-            - y resigns, x takes over through its Lease watch, its streams must report LEADER (take-over, includes the hand-over): last stream {Report.Ms(over)}
+            - y resigns, x takes over through its watch of the lease, its streams must report LEADER (take-over, includes the hand-over): last stream {Report.Ms(over)}
             - every stream of every transition: p50 {streamsSample.Median:0.0} ms, p99 {streamsSample.P99:0.0} ms, max {streamsSample.Max:0.0} ms (n={streamsSample.Count}); streams that missed a transition within 10 s: {missed}
             - transitions that did not happen within 10 s (the resigning daemon's release failed, see the log excerpt in the run's output): {lost} of {transitions}
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 
 namespace LeaderSidecar.Bench.Scenarios;
 
@@ -14,21 +13,20 @@ internal static partial class Startup
         Harness.Log($"start-up: {runs} runs per backend");
         var leaseDir = Directory.CreateDirectory(Path.Combine(h.Scratch, "startup")).FullName;
         var filePhases = new List<(double Starting, double Listening)>();
-        var kubernetesPhases = new List<(double Starting, double Listening)>();
+        var backendPhases = new List<(double Starting, double Listening)>();
         var file = new Sample(await MeasureAsync(h, runs, ["--backend", "file", "--lease-dir", leaseDir, "--lease-name", "startup"], filePhases));
-        var lease = h.Api.NewLease("startup");
-        var candidate = h.Api.Candidate(lease, "s");
-        var kubernetes = new Sample(await MeasureAsync(h, runs, ["--backend", "kubernetes", "--kubeconfig", candidate.Kubeconfig, "--namespace", h.Api.Namespace, "--lease-name", lease], kubernetesPhases));
+        var lease = h.Backend.NewLease("startup");
+        var backend = new Sample(await MeasureAsync(h, runs, h.Backend.DaemonArgs(lease, "s", counted: false), backendPhases));
         h.Report.Rows.Add(new Row("start-up: process start → /readyz 200, file backend", Report.Ms(file), "—", "—", "report, aim < 100 ms", Report.Verdict(file.Median < 100)));
         string Phases(List<(double Starting, double Listening)> phases, Sample ready) => Report.F(
             $"process start → \"starting\" logged {new Sample(phases.Select(p => p.Starting)).Median:0} ms → \"http surface listening\" logged {new Sample(phases.Select(p => p.Listening)).Median:0} ms → `/readyz` 200 {ready.Median:0} ms");
         h.Report.Details.Add(("Start-up phases (medians)", $"""
-            From the daemon's own log time stamps (wall clock, millisecond precision; the `starting` line comes after the flags are read, the `listening` lines after the surfaces are bound, and on the Kubernetes backend after the kubeconfig is read and the start-up GET of the Lease answered):
+            From the daemon's own log time stamps (wall clock, millisecond precision; the `starting` line comes after the flags are read, the `listening` lines after the surfaces are bound, and on the {h.Backend.Name} backend after its connection settings are read and the start-up read of the lease answered):
 
             - file backend: {Phases(filePhases, file)}
-            - Kubernetes backend: {Phases(kubernetesPhases, kubernetes)}
+            - {h.Backend.Name} backend: {Phases(backendPhases, backend)}
             """));
-        h.Report.Rows.Add(new Row("start-up: process start → /readyz 200, Kubernetes backend", Report.Ms(kubernetes), "—", "—", "report, aim < 100 ms", Report.Verdict(kubernetes.Median < 100)));
+        h.Report.Rows.Add(new Row($"start-up: process start → /readyz 200, {h.Backend.Name} backend", Report.Ms(backend), "—", "—", "report, aim < 100 ms", Report.Verdict(backend.Median < 100)));
     }
 
     private static async Task<List<double>> MeasureAsync(Harness h, int runs, string[] args, List<(double Starting, double Listening)> phases)
@@ -40,8 +38,8 @@ internal static partial class Startup
         };
         for (var run = 0; run < runs; run++)
         {
-            var httpPort = FreePort();
-            var grpcPort = FreePort();
+            var httpPort = Harness.FreePort();
+            var grpcPort = Harness.FreePort();
             var info = Daemon.StartInfo(h.Options.Binary, [
                 "--identity", "s", "--http-address", $"127.0.0.1:{httpPort}", "--grpc-address", $"127.0.0.1:{grpcPort}", .. args]);
             var readyz = new Uri(string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{httpPort}/readyz"));
@@ -120,13 +118,6 @@ internal static partial class Startup
 
     [System.Text.RegularExpressions.GeneratedRegex("\"Timestamp\":\"([^\"]+)\"")]
     private static partial System.Text.RegularExpressions.Regex TimestampField();
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
     private static extern int Kill(int pid, int signal);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using LeaderSidecar.Stores;
+using LeaderSidecar.Surfaces.Exec;
 using Microsoft.Extensions.Logging;
 
 namespace LeaderSidecar.Configuration;
@@ -58,6 +59,18 @@ internal static partial class CommandLine
             (b, v) => Duration(v, d => b.Options = b.Options with { DrainTimeout = d })),
         new("leader-file", "PATH", "A file that exists only while this replica leads (off by default).", null,
             (b, v) => Check(Path.IsPathFullyQualified(v), $"leader file path must be absolute ({Quote(v)})", () => b.Options = b.Options with { LeaderFile = v })),
+        new("exec-grace", "DURATION", "Exec mode: how long COMMAND has to exit after the stop signal before its process group gets SIGKILL. Must be shorter than lease-duration - renew-deadline.", GoDuration.Format(ExecOptions.DefaultGrace),
+            (b, v) => Duration(v, d => b.Exec = b.Exec with { Grace = d })),
+        new("exec-stop-signal", "SIGNAL", $"Exec mode: the signal that asks COMMAND's process group to stop ({string.Join(", ", Signal.StopSignals)}).", Signal.Term.Name,
+            (b, v) => Signal.Parse(v) is { } signal ? Set(() => b.Exec = b.Exec with { StopSignal = signal }) : $"unknown stop signal {Quote(v)} (use {string.Join(", ", Signal.StopSignals)})"),
+        new("exec-on-exit", "exit|resign|restart", "Exec mode: when COMMAND exits by itself while leading, release and exit with its code (exit), release and stay out of the election for one lease duration so another replica runs it (resign), or run it again with a growing backoff (restart).", "exit",
+            (b, v) => v switch
+            {
+                "exit" => Set(() => b.Exec = b.Exec with { OnExit = ExecOnExit.Exit }),
+                "resign" => Set(() => b.Exec = b.Exec with { OnExit = ExecOnExit.Resign }),
+                "restart" => Set(() => b.Exec = b.Exec with { OnExit = ExecOnExit.Restart }),
+                _ => $"unknown exec-on-exit {Quote(v)} (use exit, resign or restart)",
+            }),
         new("log-format", "json|text", "Log format: one JSON object a line, or text.", "json",
             (b, v) => v switch
             {
@@ -92,9 +105,17 @@ internal static partial class CommandLine
             }
         }
 
+        IReadOnlyList<string>? command = null;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
+            if (arg == "--")
+            {
+                // Everything after it is COMMAND and its arguments, flags or not.
+                command = [.. args.Skip(i + 1)];
+                break;
+            }
+
             if (arg is "-h" or "--help")
             {
                 return new ParseResult.ShowHelp(Help());
@@ -164,6 +185,16 @@ internal static partial class CommandLine
             return new ParseResult.Invalid($"invalid timing: {invalid}");
         }
 
+        if (command is not null)
+        {
+            if (Exec(command, builder.Exec, options, environment("PATH"), out var problem) is not { } exec)
+            {
+                return new ParseResult.Invalid(problem);
+            }
+
+            options = options with { Exec = exec };
+        }
+
         if (builder.ControlTokenFile is { } tokenFile)
         {
             if (ControlToken.Read(tokenFile, out var tokenProblem) is not { } token)
@@ -175,6 +206,20 @@ internal static partial class CommandLine
         }
 
         return new ParseResult.Run(options);
+    }
+
+    /// <summary>Exec mode's settings with COMMAND resolved through <paramref name="searchPath"/>, or null and the problem.</summary>
+    private static ExecOptions? Exec(IReadOnlyList<string> command, ExecOptions exec, SidecarOptions options, string? searchPath, out string problem)
+    {
+        problem = command.Count == 0 ? "nothing after --: give the COMMAND to run while this replica leads"
+            : command.Any(a => a.Contains('\0', StringComparison.Ordinal)) ? "the command after -- contains a NUL character"
+            : ExecOptions.GraceProblem(exec.Grace, options.LeaseDuration, options.RenewDeadline) ?? "";
+        if (problem.Length > 0 || ExecChild.Resolve(command[0], searchPath, out problem) is not { } path)
+        {
+            return null;
+        }
+
+        return exec with { Command = path, Arguments = command };
     }
 
     /// <summary>
@@ -212,7 +257,11 @@ internal static partial class CommandLine
         var text = new StringBuilder();
         text.AppendLine("leader-sidecar: holds a leader-election lease for this replica and tells the app whether it leads.");
         text.AppendLine();
-        text.AppendLine("Usage: leader-sidecar --lease-name NAME [flags]");
+        text.AppendLine("Usage: leader-sidecar --lease-name NAME [flags] [-- COMMAND [ARGS...]]");
+        text.AppendLine();
+        text.AppendLine("With a COMMAND (exec mode), it runs only while this replica leads, with LEADER_SIDECAR_TERM,");
+        text.AppendLine("LEADER_SIDECAR_LEASE_UID and LEADER_SIDECAR_IDENTITY in its environment, and is stopped before");
+        text.AppendLine("the lease is released.");
         text.AppendLine();
         text.AppendLine("Flags (each also read from the environment variable shown):");
         foreach (var flag in Flags)
@@ -368,5 +417,8 @@ internal static partial class CommandLine
 
         /// <summary>Read once every flag is in, so that only the file that wins is read.</summary>
         public string? ControlTokenFile { get; set; }
+
+        /// <summary>The exec flags; used only when a COMMAND follows <c>--</c>.</summary>
+        public ExecOptions Exec { get; set; } = new();
     }
 }

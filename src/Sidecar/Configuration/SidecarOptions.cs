@@ -51,6 +51,9 @@ internal sealed record SidecarOptions
     /// <summary>How long shutdown waits for the app's confirmation between stepping down and releasing; zero: no wait.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.Zero;
 
+    /// <summary>Exec mode: the COMMAND after <c>--</c> and how it is run; null without one.</summary>
+    public Surfaces.Exec.ExecOptions? Exec { get; init; }
+
     public LogFormat LogFormat { get; init; } = LogFormat.Json;
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;

@@ -2,6 +2,7 @@ using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores;
 using LeaderSidecar.Surfaces;
+using LeaderSidecar.Surfaces.Exec;
 using LeaderSidecar.Surfaces.Grpc;
 using LeaderSidecar.Surfaces.Health;
 using LeaderSidecar.Surfaces.Http;
@@ -61,9 +62,9 @@ internal static partial class Daemon
             }
         });
 
-        // The drain and then the release (bounded by the renew deadline) must finish before the host
-        // gives up on stopping; give it a little more than both.
-        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainTimeout + options.RenewDeadline + TimeSpan.FromSeconds(2));
+        // Stopping COMMAND, the drain and then the release (bounded by the renew deadline) must finish
+        // before the host gives up on stopping; give it a little more than all.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = (options.Exec?.Grace ?? TimeSpan.Zero) + options.DrainTimeout + options.RenewDeadline + TimeSpan.FromSeconds(2));
 
         var time = TimeProvider.System;
         var store = StoreKinds.Select(options, environment).Create(options, environment, time);
@@ -78,7 +79,8 @@ internal static partial class Daemon
             services.GetRequiredService<WatchStreams>(),
             time,
             services.GetRequiredService<ILogger<Drain>>(),
-            services.GetService<LeaderFileFlag>()));
+            services.GetService<LeaderFileFlag>(),
+            services.GetService<LeaderCommand>()));
         builder.Services.AddSingleton<Probes>();
         builder.Services.AddSingleton<SidecarMetrics>();
         builder.Services.AddGrpcSurface();
@@ -92,6 +94,7 @@ internal static partial class Daemon
             services.GetRequiredService<ILogger<LeaderElector>>(),
             services.GetRequiredService<SidecarMetrics>()));
         builder.Services.AddHostedService<ElectionService>();
+        builder.Services.AddLeaderCommand(options);
         if (options.LeaderFile is { } leaderFile)
         {
             builder.Services.AddSingleton(services => new LeaderFileFlag(leaderFile, time, services.GetRequiredService<ILogger<LeaderFileFlag>>()));

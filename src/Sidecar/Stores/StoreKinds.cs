@@ -4,6 +4,8 @@ using LeaderSidecar.Stores.Etcd;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
 using LeaderSidecar.Stores.MySql;
+using LeaderSidecar.Stores.Postgres;
+using LeaderSidecar.Stores.Redis;
 
 namespace LeaderSidecar.Stores;
 
@@ -19,7 +21,9 @@ internal static class StoreKinds
         Fallback,
         new KubernetesStoreKind(),
         new EtcdStoreKind(),
+        new PostgresStoreKind(),
         new MySqlStoreKind(),
+        new RedisStoreKind(),
     ];
 
     public static StoreKind? Find(string name) => All.FirstOrDefault(kind => kind.Name == name);

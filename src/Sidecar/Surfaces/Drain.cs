@@ -1,4 +1,5 @@
 using LeaderSidecar.Election;
+using LeaderSidecar.Surfaces.Exec;
 using LeaderSidecar.Surfaces.Grpc;
 using LeaderSidecar.Surfaces.LeaderFile;
 
@@ -6,9 +7,9 @@ namespace LeaderSidecar.Surfaces;
 
 /// <summary>
 /// The hand-over at shutdown (<c>--drain-timeout</c>). Between stepping down and releasing the
-/// lease, the elector awaits <see cref="WaitAsync"/>: it returns when the app confirms over gRPC
-/// that it stopped its leader work, when no app is watching any more, or when the drain timeout
-/// passes. Then the lease is released and <see cref="Close"/> ends the streams and long polls that
+/// lease, the elector awaits <see cref="WaitAsync"/>: once the exec-mode COMMAND has exited and the
+/// leader file is gone, it returns when the app confirms over gRPC that it stopped its leader work,
+/// when no app is watching any more, or when the drain timeout passes. Then the lease is released and <see cref="Close"/> ends the streams and long polls that
 /// would otherwise keep the server from stopping.
 /// </summary>
 /// <remarks>
@@ -17,7 +18,7 @@ namespace LeaderSidecar.Surfaces;
 /// not renewed during the wait, so followers take it when it expires anyway; a drain timeout
 /// longer than the lease duration cannot hold them off.
 /// </remarks>
-internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, WatchStreams streams, TimeProvider time, ILogger<Drain> logger, LeaderFileFlag? leaderFile = null) : IDisposable
+internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, WatchStreams streams, TimeProvider time, ILogger<Drain> logger, LeaderFileFlag? leaderFile = null, LeaderCommand? command = null) : IDisposable
 {
     /// <summary>How long the release waits for a <c>Watch</c> stream that does not take the step-down.</summary>
     public static readonly TimeSpan StepDownDeliveryTimeout = TimeSpan.FromSeconds(1);
@@ -47,7 +48,7 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     /// <summary>Waits for the app, as described on the class. Never throws but for <paramref name="cancellationToken"/>.</summary>
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
-        await LeaderFileRemovedAsync(cancellationToken);
+        await LeaderWorkEndedAsync(cancellationToken);
         var status = state.Current;
         if (status.Holder != status.Identity)
         {
@@ -87,16 +88,27 @@ internal sealed partial class Drain(TimeSpan timeout, LeadershipState state, Wat
     /// </summary>
     public async Task DeliverStepDownAsync(CancellationToken cancellationToken)
     {
-        await LeaderFileRemovedAsync(cancellationToken);
+        await LeaderWorkEndedAsync(cancellationToken);
         await DeliverStepDownAsync(state.Current.Revision, cancellationToken);
     }
 
     /// <summary>
-    /// The leader file is written off the election's path; before a release lets another replica
-    /// lead, its removal must have happened (bounded by the claim it was written with).
+    /// Before a release lets another replica lead, what this one did as leader must have ended: the
+    /// exec-mode COMMAND has exited (bounded by its grace), and the leader file, written off the
+    /// election's path, is removed (bounded by the claim it was written with).
     /// </summary>
-    private Task LeaderFileRemovedAsync(CancellationToken cancellationToken) =>
-        leaderFile?.WaitRemovedAsync(cancellationToken) ?? Task.CompletedTask;
+    private async Task LeaderWorkEndedAsync(CancellationToken cancellationToken)
+    {
+        if (command is not null)
+        {
+            await command.WaitStoppedAsync(cancellationToken);
+        }
+
+        if (leaderFile is not null)
+        {
+            await leaderFile.WaitRemovedAsync(cancellationToken);
+        }
+    }
 
     /// <summary>
     /// Even without a drain, every <c>Watch</c> stream gets the step-down onto the wire before the

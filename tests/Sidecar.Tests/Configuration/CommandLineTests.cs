@@ -2,6 +2,7 @@ using System.Net;
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Stores.LocalFile;
+using LeaderSidecar.Surfaces.Exec;
 using Microsoft.Extensions.Logging;
 
 namespace LeaderSidecar.Tests.Configuration;
@@ -271,11 +272,65 @@ public sealed class CommandLineTests
     {
         var help = Assert.IsType<ParseResult.ShowHelp>(CommandLine.Parse(["--help"], Lookup)).Text;
 
-        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "control-token-file", "allow-tcp-control", "probe-address", "drain-timeout", "leader-file", "log-format", "log-level" })
+        foreach (var flag in new[] { "lease-name", "identity", "namespace", "backend", "lease-dir", "kubeconfig", "lease-duration", "renew-deadline", "retry-period", "http-address", "grpc-address", "control-token-file", "allow-tcp-control", "probe-address", "drain-timeout", "leader-file", "exec-grace", "exec-stop-signal", "exec-on-exit", "log-format", "log-level" })
         {
             Assert.Contains($"--{flag}", help, StringComparison.Ordinal);
             Assert.Contains("LEADER_SIDECAR_" + flag.Replace('-', '_').ToUpperInvariant(), help, StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public void Without_a_command_there_is_no_exec_mode()
+    {
+        Assert.Null(Run("--lease-name", "app", "--exec-grace", "1s").Exec);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void Everything_after_the_double_dash_is_the_command_resolved_through_path()
+    {
+        using var dir = new TempDirectory();
+        var tool = dir.File("tool");
+        File.WriteAllText(tool, "#!/bin/sh\n");
+        File.SetUnixFileMode(tool, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        _environment["PATH"] = $"/nonexistent:{dir.Path}";
+
+        var exec = Run("--lease-name", "app", "--", "tool", "--lease-name", "-x", "--").Exec!;
+
+        Assert.Equal(tool, exec.Command);
+        Assert.Equal(["tool", "--lease-name", "-x", "--"], exec.Arguments);
+        Assert.Equal(ExecOptions.DefaultGrace, exec.Grace);
+        Assert.Equal(Signal.Term, exec.StopSignal);
+        Assert.Equal(ExecOnExit.Exit, exec.OnExit);
+        Assert.Equal("app", Run("--lease-name", "app", "--", "tool").LeaseName);
+        Assert.Equal(tool, Run("--lease-name", "app", "--", tool).Exec!.Command);
+    }
+
+    [Theory]
+    [InlineData("TERM", 15)]
+    [InlineData("sigint", 2)]
+    [InlineData("SIGHUP", 1)]
+    [InlineData("9", 9)]
+    [InlineData("usr1", 10)]
+    public void Exec_flags_and_their_environment_twins_are_read(string signal, int number)
+    {
+        _environment["LEADER_SIDECAR_EXEC_ON_EXIT"] = "restart";
+
+        var exec = Run("--lease-name", "app", "--exec-grace", "4500ms", "--exec-stop-signal", signal, "--", "/bin/sh").Exec!;
+
+        Assert.Equal(TimeSpan.FromMilliseconds(4500), exec.Grace);
+        Assert.Equal(number, exec.StopSignal.Number);
+        Assert.Equal(ExecOnExit.Restart, exec.OnExit);
+    }
+
+    [Fact]
+    public void The_grace_must_be_shorter_than_the_gap_between_renew_deadline_and_lease_duration()
+    {
+        Assert.NotNull(Run("--lease-name", "app", "--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "1s", "--exec-grace", "1999ms", "--", "/bin/sh").Exec);
+
+        var invalid = Assert.IsType<ParseResult.Invalid>(CommandLine.Parse(["--lease-name", "app", "--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "1s", "--", "/bin/sh"], Lookup));
+
+        Assert.StartsWith("--exec-grace 3s does not fit in lease-duration - renew-deadline (2s)", invalid.Message, StringComparison.Ordinal);
     }
 
     [Fact]

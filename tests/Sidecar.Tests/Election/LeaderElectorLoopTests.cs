@@ -152,6 +152,40 @@ public sealed class LeaderElectorLoopTests : IDisposable
         Assert.True(_time.GetUtcNow() <= deadline.AddSeconds(2.5), "the claim ended within one renew period of its deadline");
     }
 
+    [Fact]
+    public async Task A_leader_cut_off_past_its_claim_waits_out_a_takeover_it_missed_when_the_lease_is_then_deleted()
+    {
+        var a = StartCandidates("a")[0];
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+
+        // a is cut off (requests hang, no watch) until its claim has run out, and misses b taking
+        // over and the lease then being deleted by hand while b, cut off as well (or blinded by
+        // garbage at the key), still claims. Found by the etcd nemesis, seed 606001.
+        _store.WatchBroken = true;
+        _store.DropWatches();
+        _store.Hang = true;
+        await Eventually.Holds(() => !a.Status.IsLeader, "a stops claiming", _time, TimeSpan.FromMilliseconds(100));
+        var now = _time.GetUtcNow();
+        _store.Overwrite(new LeaseRecord("b", 15, now, now, 1));
+        _store.Delete();
+
+        // a reads the lease gone. The last record it saw was its own, but its claim had ended, so
+        // someone else may hold the lease it missed: it waits a full lease duration, as for anyone.
+        var gets = _store.Requests("get");
+        _store.Hang = false;
+        await Eventually.Holds(() => _store.Requests("get") > gets, "a reads again", _time, TimeSpan.FromMilliseconds(100));
+        var sawItGone = _time.GetTimestamp();
+        while (_time.GetElapsedTime(sawItGone) < TimeSpan.FromSeconds(14.5))
+        {
+            await Eventually.Holds(() => a.Status.Role != Role.Unknown, "a has seen the lease gone");
+            Assert.NotEqual(Role.Leader, a.Status.Role);
+            Assert.Null(_store.Lease);
+            _time.Advance(TimeSpan.FromMilliseconds(500));
+        }
+
+        await Eventually.Holds(() => a.Status.IsLeader, "a creates the lease after a lease duration", _time, TimeSpan.FromMilliseconds(100));
+    }
+
     private List<Candidate> StartCandidates(params string[] identities)
     {
         var started = identities.Select(id => new Candidate(id, _store, _time)).ToList();

@@ -1,3 +1,5 @@
+using LeaderSidecar.Stores;
+
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>
@@ -34,7 +36,7 @@ public sealed class BadInputTests : IDisposable
     [InlineData("--renew-deadline", "1200h", "duration \"1200h\" is longer than 24h (from --renew-deadline)")]
     [InlineData("--retry-period", "-", "invalid duration \"-\" (a sign alone is not a duration) (from --retry-period)")]
     [InlineData("--drain-timeout", "-1s", "duration \"-1s\" must not be negative (from --drain-timeout)")]
-    [InlineData("--backend", "file,kubernetes", "unknown backend \"file,kubernetes\" (use auto, file, kubernetes, etcd or mysql) (from --backend)")]
+    [InlineData("--backend", "file,kubernetes", "unknown backend \"file,kubernetes\" (use auto, file, kubernetes, etcd, postgres, mysql or redis) (from --backend)")]
     [InlineData("--identity", "a\u001b[31mred", "\"a\\u001b[31mred\" contains a control character (from --identity)")]
     [InlineData("--control-token-file", "/nonexistent/token", "cannot read control token file /nonexistent/token")]
     public async Task Absurd_values_are_one_line_and_exit_code_2_never_a_crash(string flag, string value, string expected)
@@ -42,6 +44,16 @@ public sealed class BadInputTests : IDisposable
         var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, flag, value);
 
         Assert.Contains(expected, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unknown_backend_is_one_line_naming_every_store_there_is()
+    {
+        var stores = StoreKinds.All.Select(k => k.Name).ToList();
+
+        var line = await SingleErrorLineAsync(new Dictionary<string, string>(), "--lease-name", "x", "--lease-dir", _dir.Path, "--backend", "file,kubernetes");
+
+        Assert.EndsWith($"unknown backend \"file,kubernetes\" (use auto, {string.Join(", ", stores.SkipLast(1))} or {stores[^1]}) (from --backend)", line, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -224,12 +224,15 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>SIGKILL: the process dies without releasing anything, as in a crash or OOM kill.</summary>
+    /// <summary>
+    /// SIGKILL: the process dies without releasing anything, as in a crash or OOM kill. Only this
+    /// process: an exec-mode COMMAND must die of the sidecar's death, not of this call.
+    /// </summary>
     public async Task KillAsync()
     {
         if (!_process.HasExited)
         {
-            _process.Kill(entireProcessTree: true);
+            _ = Kill(_process.Id, 9);
             await _process.WaitForExitAsync();
         }
     }

@@ -31,6 +31,68 @@ public sealed partial class ExamplesTests : IAsyncLifetime
     [Fact]
     public Task The_node_example_works_only_while_its_sidecar_leads() => HandOversAsync(Node(), grpc: true);
 
+    /// <summary>
+    /// examples/exec: a program that knows nothing of leader election, run by each sidecar in exec
+    /// mode. Its lines are in its sidecar's output. Through the same three hand-overs, only the
+    /// leader's copy works, with its term, and the old leader's copy is gone before the next
+    /// leader leads (or, after a crash, soon after).
+    /// </summary>
+    [Fact]
+    public async Task The_exec_example_runs_only_under_the_leading_sidecar()
+    {
+        File.WriteAllText(TokenFile, ControlToken + "\n");
+        var all = new List<DaemonProcess>();
+        foreach (var id in new[] { "a", "b", "c" })
+        {
+            all.Add(await StartDaemonAsync(id, "--control-token-file", TokenFile, "--exec-grace", "1s", "--", InRepository("examples/exec/worker.sh")));
+        }
+
+        var first = await DaemonProcess.SingleLeaderAsync(all);
+        var firstWorker = await WorkerWorksAsync(first, term: 0);
+
+        first.Terminate();
+        var second = await DaemonProcess.SingleLeaderAsync([.. all.Where(d => d != first)]);
+        Assert.True(ProcessStat.Gone(firstWorker), "the old leader's worker still runs");
+        Assert.Equal(0, await first.WaitForExitAsync(Deadline));
+        var secondWorker = await WorkerWorksAsync(second, term: 1);
+
+        await ResignAsync(second, holdOff: TimeSpan.FromSeconds(2));
+        var third = all.Single(d => d != first && d != second);
+        Assert.Same(third, await DaemonProcess.SingleLeaderAsync([second, third]));
+        Assert.True(ProcessStat.Gone(secondWorker), "the resigned leader's worker still runs");
+        var thirdWorker = await WorkerWorksAsync(third, term: 2);
+
+        await third.KillAsync();
+        await Poll.UntilAsync(() => Task.FromResult(ProcessStat.Gone(thirdWorker)), Deadline, "the killed sidecar's worker to die with it");
+        await DaemonProcess.SingleLeaderAsync([second]);
+        await WorkerWorksAsync(second, term: 3);
+
+        Assert.Equal(["0"], WorkTerms(first));
+        Assert.Equal(["1", "3"], WorkTerms(second));
+        Assert.Equal(["2"], WorkTerms(third));
+    }
+
+    /// <summary>Waits until the worker under <paramref name="leader"/> has worked twice under <paramref name="term"/>; returns its pid.</summary>
+    private static async Task<int> WorkerWorksAsync(DaemonProcess leader, long term)
+    {
+        List<Match> work = [];
+        await Poll.UntilAsync(
+            () =>
+            {
+                work = [.. leader.OutputLines.Select(l => WorkLine().Match(l)).Where(m => m.Success && m.Groups["term"].Value == $"{term}")];
+                return Task.FromResult(work.Count >= 2);
+            },
+            Deadline,
+            $"the worker to work under term {term}\n{leader.Output}");
+        return int.Parse(work[^1].Groups["pid"].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static List<string> WorkTerms(DaemonProcess daemon) =>
+        [.. daemon.OutputLines.Select(l => WorkLine().Match(l)).Where(m => m.Success).Select(m => m.Groups["term"].Value).Distinct()];
+
+    [GeneratedRegex(@"^WORK term=(?<term>\d+) pid=(?<pid>\d+)$")]
+    private static partial Regex WorkLine();
+
     /// <param name="start">Starts the example for a daemon, under a name.</param>
     /// <param name="grpc">The example follows Watch and confirms the drain; a shell loop cannot.</param>
     private async Task HandOversAsync(Func<DaemonProcess, string, ExampleProcess> start, bool grpc)
@@ -153,7 +215,7 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private static ExampleProcess Shell(DaemonProcess daemon, string name)
     {
-        Require("curl is missing; apt-get install curl (.ci/run does)", "/bin/sh", "-c", "command -v curl");
+        Require("curl is missing; apt-get install curl (scripts/install-test-deps does)", "/bin/sh", "-c", "command -v curl");
         return ExampleProcess.Start(name, "/bin/sh", [InRepository("examples/shell/leader-loop.sh")], new Dictionary<string, string>
         {
             ["LEADER_URL"] = daemon.BaseAddress.ToString().TrimEnd('/'),
@@ -162,13 +224,13 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private Func<DaemonProcess, string, ExampleProcess> Python()
     {
-        // Debian's packages, as .ci/run installs them; not whichever python3 comes first on PATH.
+        // Debian's packages, as scripts/install-test-deps installs them; not whichever python3 comes first on PATH.
         const string python = "/usr/bin/python3";
-        Require("python3-grpcio or python3-protobuf is missing; apt-get install python3-grpcio python3-protobuf (.ci/run does)", python, "-c", "import grpc, google.protobuf");
+        Require("python3-grpcio or python3-protobuf is missing; apt-get install python3-grpcio python3-protobuf (scripts/install-test-deps does)", python, "-c", "import grpc, google.protobuf");
         // The messages are generated the way examples/README.md says, into this test's directory.
         var generated = Directory.CreateDirectory(_dir.File("python")).FullName;
         Require(
-            "protoc could not generate leadership_pb2; apt-get install protobuf-compiler libprotobuf-dev (.ci/run does)",
+            "protoc could not generate leadership_pb2; apt-get install protobuf-compiler libprotobuf-dev (scripts/install-test-deps does)",
             "protoc", $"-I{InRepository("proto")}", $"--python_out={generated}", InRepository("proto/leadership/v1/leadership.proto"));
         return (daemon, name) => ExampleProcess.Start(name, python, [InRepository("examples/python/leader_loop.py")], new Dictionary<string, string>
         {
@@ -180,10 +242,10 @@ public sealed partial class ExamplesTests : IAsyncLifetime
 
     private Func<DaemonProcess, string, ExampleProcess> Node()
     {
-        Require("node is missing; install Node.js 18 or newer (.ci/run does)", "node", "--version");
+        Require("node is missing; install Node.js 18 or newer (scripts/install-test-deps does)", "node", "--version");
         Assert.True(
             Directory.Exists(InRepository("examples/node/node_modules/@grpc/grpc-js")) && Directory.Exists(InRepository("examples/node/node_modules/@grpc/proto-loader")),
-            $"examples/node/node_modules is missing: run npm ci in {InRepository("examples/node")} (.ci/run does)");
+            $"examples/node/node_modules is missing: run npm ci in {InRepository("examples/node")} (scripts/install-test-deps does)");
         return (daemon, name) => ExampleProcess.Start(name, "node", [InRepository("examples/node/leader-loop.js")], new Dictionary<string, string>
         {
             ["LEADER_GRPC"] = GrpcTarget(daemon),

@@ -1,9 +1,8 @@
 using System.Diagnostics;
-using LeaderSidecar.Testing.LeaseApi.Faults;
 
 namespace LeaderSidecar.Tests.Safety;
 
-/// <summary>The faults the nemesis injects.</summary>
+/// <summary>The faults the nemesis injects; which store and network faults a run uses depends on its <see cref="ISafetyBackend"/>.</summary>
 internal enum FaultKind
 {
     /// <summary>SIGSTOP the leader for longer than the lease, then SIGCONT (a long GC pause, a VM migration).</summary>
@@ -18,8 +17,11 @@ internal enum FaultKind
     /// <summary>SIGTERM the leader (graceful release); restarted at the heal.</summary>
     TerminateLeader,
 
-    /// <summary>Every API request is delayed longer than the renew deadline.</summary>
-    ApiLatency,
+    /// <summary>One replica's wall clock, or everyone's, jumps hours ahead or minutes back.</summary>
+    WallClockJump,
+
+    /// <summary>Every request to the store is slow: past the renew deadline (Kubernetes), or a random delay each way (the proxy).</summary>
+    Latency,
 
     /// <summary>Every API request is answered 500, 503 or 504.</summary>
     ServerErrors,
@@ -33,61 +35,121 @@ internal enum FaultKind
     /// <summary>One follower's requests hang and its watch goes silent.</summary>
     PartitionFollower,
 
+    /// <summary>Every daemon's connections to the store are reset, once or a few times.</summary>
+    ResetConnections,
+
     /// <summary>Every watch stream ends, cleanly or by a reset connection, once or a few times.</summary>
     DropWatches,
 
     /// <summary>The history is compacted and every watch gets ERROR 410 Gone.</summary>
     ExpireWatches,
 
-    /// <summary>The API server restarts: every connection cut, the watch history lost, new connections refused until the heal.</summary>
-    RestartApiServer,
+    /// <summary>The store process is stopped (SIGSTOP) for longer than the lease, then continued.</summary>
+    PauseStore,
 
-    /// <summary>Someone deletes the Lease.</summary>
+    /// <summary>The store goes down (every connection cut, new ones refused) and comes back at the heal with its data.</summary>
+    RestartStore,
+
+    /// <summary>Someone deletes the lease.</summary>
     DeleteLease,
 
-    /// <summary>Someone rewrites the Lease to another holder: a stranger, or one of the followers.</summary>
+    /// <summary>Someone rewrites the lease to another holder: a stranger, or one of the followers.</summary>
     RewriteLease,
 
-    /// <summary>One replica's wall clock, or everyone's, jumps hours ahead or minutes back.</summary>
-    WallClockJump,
+    /// <summary>Someone writes something that is not a lease record where the lease lives; cleared at the heal.</summary>
+    GarbageLease,
+}
+
+/// <summary>
+/// One round as a backend sees it when it injects a fault: who leads, how long the faults hold,
+/// and where the heals and the acts at a moment of the round go.
+/// </summary>
+internal sealed class FaultRound(Random random, Func<string, long> note, SafetyCluster.Replica victim, IReadOnlyList<SafetyCluster.Replica> followers, TimeSpan hold)
+{
+    /// <summary>The leader, or a random live replica when none leads.</summary>
+    public SafetyCluster.Replica Victim => victim;
+
+    public TimeSpan Hold => hold;
+
+    public Random Random => random;
+
+    /// <summary>Run at the end of the round, the last added first.</summary>
+    public List<Func<Task>> Heals { get; } = [];
+
+    /// <summary>Run once each, at their moment of the round, before the heals.</summary>
+    public List<(TimeSpan At, Func<Task> Act)> Acts { get; } = [];
+
+    /// <summary>A random follower, or the victim when nobody else runs.</summary>
+    public SafetyCluster.Replica Follower() => followers.Count > 0 ? followers[random.Next(followers.Count)] : victim;
+
+    public void Note(string what) => note(what);
+
+    public TimeSpan Between(TimeSpan min, TimeSpan max) => min + ((max - min) * random.NextDouble());
+
+    /// <summary>Runs <paramref name="act"/> at a random moment of the hold.</summary>
+    public void AtSomeMoment(Func<Task> act) => Acts.Add((Between(TimeSpan.Zero, hold), act));
+
+    /// <summary>Disposes <paramref name="fault"/> at the heal and notes <paramref name="what"/>.</summary>
+    public void HealWith(string what, IDisposable fault) => Heals.Add(() =>
+    {
+        fault.Dispose();
+        Note(what);
+        return Task.CompletedTask;
+    });
 }
 
 /// <summary>
 /// Injects a seeded random schedule of faults into a <see cref="SafetyCluster"/>, round by round, and
-/// heals them all at the end of each round. The same seed gives the same choices (not the same
-/// timings: the processes are real).
+/// heals them all at the end of each round. It chooses among the process faults, the wall-clock
+/// jumps and the faults the cluster's backend supports. The same seed on the same backend gives
+/// the same choices (not the same timings: the processes are real).
 /// </summary>
-internal sealed class Nemesis(SafetyCluster cluster, int seed)
+internal sealed class Nemesis
 {
+    private static readonly FaultKind[] Everywhere = [FaultKind.PauseLeader, FaultKind.KillLeader, FaultKind.KillFollower, FaultKind.TerminateLeader, FaultKind.WallClockJump];
     private static readonly FaultKind[] ProcessFaults = [FaultKind.PauseLeader, FaultKind.KillLeader, FaultKind.KillFollower, FaultKind.TerminateLeader];
-    private readonly Random _random = new(seed);
+    private static readonly FaultKind[] Restarts = [FaultKind.KillLeader, FaultKind.KillFollower, FaultKind.TerminateLeader];
+    private static readonly FaultKind[] StoreOutages = [FaultKind.PauseStore, FaultKind.RestartStore];
+    private readonly SafetyCluster _cluster;
+    private readonly Random _random;
+    private readonly FaultKind[] _kinds;
     private readonly List<NemesisEvent> _events = [];
     private readonly List<HealWindow> _heals = [];
+
+    public Nemesis(SafetyCluster cluster, int seed)
+    {
+        _cluster = cluster;
+        _random = new Random(seed);
+        _kinds = [.. Enum.GetValues<FaultKind>().Where(k => Everywhere.Contains(k) || cluster.Backend.Faults.Contains(k))];
+        Injected = _kinds.ToDictionary(k => k, _ => 0);
+    }
 
     public IReadOnlyList<NemesisEvent> Events => _events;
 
     public IReadOnlyList<HealWindow> Heals => _heals;
 
-    public Dictionary<FaultKind, int> Injected { get; } = Enum.GetValues<FaultKind>().ToDictionary(k => k, _ => 0);
+    /// <summary>How often each fault this backend supports was injected.</summary>
+    public Dictionary<FaultKind, int> Injected { get; }
 
     /// <summary>
-    /// One to three faults that make sense together: at most one of them acts on a process, and a
-    /// deletion is not combined with a restart (a process that never saw the Lease creates it at once,
-    /// as client-go does; that is outside the safety model, see docs/SAFETY.md).
+    /// One to three faults that make sense together: at most one of them acts on a process, at
+    /// most one takes the store down, and a deletion (or garbage, cleared by deleting it) is not
+    /// combined with a restart (a process that never saw the lease creates it at once, as
+    /// client-go does; that is outside the safety model, see docs/SAFETY.md).
     /// </summary>
     public IReadOnlyList<FaultKind> Choose()
     {
-        var all = Enum.GetValues<FaultKind>();
         var count = 1 + _random.Next(3);
         var chosen = new List<FaultKind>();
         while (chosen.Count < count)
         {
-            var kind = all[_random.Next(all.Length)];
-            var restarts = kind is FaultKind.KillLeader or FaultKind.KillFollower or FaultKind.TerminateLeader;
+            var kind = _kinds[_random.Next(_kinds.Length)];
+            var deletes = kind is FaultKind.DeleteLease or FaultKind.GarbageLease;
             if (chosen.Contains(kind)
                 || (ProcessFaults.Contains(kind) && chosen.Any(ProcessFaults.Contains))
-                || (kind == FaultKind.DeleteLease && chosen.Any(k => k is FaultKind.KillLeader or FaultKind.KillFollower or FaultKind.TerminateLeader))
-                || (restarts && chosen.Contains(FaultKind.DeleteLease)))
+                || (StoreOutages.Contains(kind) && chosen.Any(StoreOutages.Contains))
+                || (deletes && chosen.Any(Restarts.Contains))
+                || (Restarts.Contains(kind) && chosen.Any(k => k is FaultKind.DeleteLease or FaultKind.GarbageLease)))
             {
                 continue;
             }
@@ -101,22 +163,23 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
     /// <summary>Injects <paramref name="kinds"/>, holds them a while, heals them all, and waits for a leader.</summary>
     public async Task RunRoundAsync(int round, IReadOnlyList<FaultKind> kinds)
     {
-        var leader = await cluster.LeaderAsync();
-        var hold = kinds.Contains(FaultKind.PauseLeader)
+        var leader = await _cluster.LeaderAsync();
+        var hold = kinds.Contains(FaultKind.PauseLeader) || kinds.Contains(FaultKind.PauseStore)
             ? SafetyCluster.LeaseDuration + Between(TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(1500))
             : Between(TimeSpan.FromMilliseconds(300), SafetyCluster.LeaseDuration + TimeSpan.FromSeconds(1));
         Note($"round {round}: {string.Join(" + ", kinds)} for {hold.TotalMilliseconds:0} ms (leader {leader?.Label ?? "none"})");
 
         var started = Stopwatch.GetTimestamp();
-        var heals = new List<Func<Task>>();
-        var momentary = new List<Momentary>();
+        var live = _cluster.Replicas.Where(r => r.Process is not null).ToList();
+        var victim = leader ?? live[_random.Next(live.Count)];
+        var faults = new FaultRound(_random, Note, victim, [.. live.Where(r => r != leader)], hold);
         foreach (var kind in kinds)
         {
             Injected[kind]++;
-            await InjectAsync(kind, leader, hold, heals, momentary);
+            await InjectAsync(kind, faults, live);
         }
 
-        foreach (var (at, act) in momentary.OrderBy(m => m.At))
+        foreach (var (at, act) in faults.Acts.OrderBy(m => m.At))
         {
             var wait = at - Stopwatch.GetElapsedTime(started);
             if (wait > TimeSpan.Zero)
@@ -124,7 +187,7 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 await Task.Delay(wait);
             }
 
-            act();
+            await act();
         }
 
         // The faults last as long as the schedule says: a fixed hold by design.
@@ -134,13 +197,13 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
             await Task.Delay(left);
         }
 
-        foreach (var heal in Enumerable.Reverse(heals))
+        foreach (var heal in Enumerable.Reverse(faults.Heals))
         {
             await heal();
         }
 
         var healedAt = Note($"round {round}: healed");
-        await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30), $"a leader after round {round} healed");
+        await _cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30), $"a leader after round {round} healed");
 
         // A quiet window of fixed length is part of the schedule, not a wait for a condition: it
         // lets the new leader renew twice, so the checker sees whether it stayed.
@@ -148,19 +211,17 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
         _heals.Add(new HealWindow(round, healedAt, Stopwatch.GetTimestamp()));
     }
 
-    private async Task InjectAsync(FaultKind kind, SafetyCluster.Replica? leader, TimeSpan hold, List<Func<Task>> heals, List<Momentary> momentary)
+    private async Task InjectAsync(FaultKind kind, FaultRound round, List<SafetyCluster.Replica> live)
     {
-        var live = cluster.Replicas.Where(r => r.Process is not null).ToList();
-        var victim = leader ?? live[_random.Next(live.Count)];
-        var followers = live.Where(r => r != leader).ToList();
-        var server = cluster.Server;
+        var victim = round.Victim;
+        var backend = _cluster.Backend;
         switch (kind)
         {
             case FaultKind.PauseLeader:
                 victim.Process!.Pause();
                 victim.Paused = true;
                 Note($"SIGSTOP {victim.Label}");
-                heals.Add(() =>
+                round.Heals.Add(() =>
                 {
                     victim.Process!.Resume();
                     victim.Paused = false;
@@ -171,111 +232,16 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
 
             case FaultKind.KillLeader:
             case FaultKind.KillFollower:
-                var killed = kind == FaultKind.KillFollower && followers.Count > 0 ? followers[_random.Next(followers.Count)] : victim;
+                var killed = kind == FaultKind.KillFollower ? round.Follower() : victim;
                 Note($"SIGKILL {killed.Label}");
-                await cluster.KillAsync(killed);
-                heals.Add(() => RestartAsync(killed));
+                await _cluster.KillAsync(killed);
+                round.Heals.Add(() => RestartAsync(killed));
                 break;
 
             case FaultKind.TerminateLeader:
                 Note($"SIGTERM {victim.Label}");
-                await cluster.TerminateAsync(victim);
-                heals.Add(() => RestartAsync(victim));
-                break;
-
-            case FaultKind.ApiLatency:
-                var delay = SafetyCluster.RenewDeadline + Between(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1));
-                Note($"API latency {delay.TotalMilliseconds:0} ms");
-                heals.Add(Healing("latency removed", server.Faults.AddLatency(delay)));
-                break;
-
-            case FaultKind.ServerErrors:
-                var error = _random.Next(3) switch
-                {
-                    0 => FaultResponse.InternalError(),
-                    1 => FaultResponse.ServiceUnavailable(),
-                    _ => FaultResponse.Timeout(),
-                };
-                Note($"API answers {error.Code}");
-                heals.Add(Healing("errors stopped", server.Faults.FailAll(error)));
-                break;
-
-            case FaultKind.Throttling:
-                var throttle = _random.Next(2) == 0 ? FaultResponse.TooManyRequests() : FaultResponse.TooManyRequestsPlainText();
-                Note("API answers 429");
-                heals.Add(Healing("throttling stopped", server.Faults.FailAll(throttle)));
-                break;
-
-            case FaultKind.PartitionLeader:
-            case FaultKind.PartitionFollower:
-                var cut = kind == FaultKind.PartitionFollower && followers.Count > 0 ? followers[_random.Next(followers.Count)] : victim;
-                Note($"partition {cut.Label}");
-                heals.Add(Healing($"partition of {cut.Label} healed", server.Faults.Hang(new RequestFilter(Token: cut.Token))));
-                break;
-
-            case FaultKind.DropWatches:
-                for (var i = 1 + _random.Next(3); i > 0; i--)
-                {
-                    var abort = _random.Next(2) == 0;
-                    momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
-                    {
-                        Note(abort ? "watches reset" : "watches ended");
-                        server.DropWatches(abort);
-                    }));
-                }
-
-                break;
-
-            case FaultKind.ExpireWatches:
-                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
-                {
-                    Note("watches expired (410)");
-                    server.ExpireWatches();
-                }));
-                break;
-
-            case FaultKind.RestartApiServer:
-                Note("API server down");
-                server.Faults.RefuseConnections = true;
-                server.Restart();
-                heals.Add(() =>
-                {
-                    server.Faults.RefuseConnections = false;
-                    Note("API server up");
-                    return Task.CompletedTask;
-                });
-                break;
-
-            case FaultKind.DeleteLease:
-                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
-                {
-                    Note(server.Store.Delete(SafetyCluster.Namespace, SafetyCluster.LeaseName) ? "lease deleted" : "lease deleted (it was not there)");
-                }));
-                break;
-
-            case FaultKind.RewriteLease:
-                var to = _random.Next(2) == 0 || followers.Count == 0 ? "intruder" : followers[_random.Next(followers.Count)].Identity;
-                var bump = _random.Next(2);
-                momentary.Add(new Momentary(Between(TimeSpan.Zero, hold), () =>
-                {
-                    if (server.Store.Get(SafetyCluster.Namespace, SafetyCluster.LeaseName) is null)
-                    {
-                        Note($"lease not rewritten to {to}: it does not exist");
-                        return;
-                    }
-
-                    var now = DateTimeOffset.UtcNow;
-                    now = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % 10), TimeSpan.Zero);
-                    server.Store.Update(SafetyCluster.Namespace, SafetyCluster.LeaseName, spec => spec with
-                    {
-                        HolderIdentity = to,
-                        LeaseDurationSeconds = (int)SafetyCluster.LeaseDuration.TotalSeconds,
-                        AcquireTime = now,
-                        RenewTime = now,
-                        LeaseTransitions = (spec.LeaseTransitions ?? 0) + bump,
-                    });
-                    Note($"lease rewritten to {to}{(bump == 1 ? ", transitions + 1" : "")}");
-                }));
+                await _cluster.TerminateAsync(victim);
+                round.Heals.Add(() => RestartAsync(victim));
                 break;
 
             case FaultKind.WallClockJump:
@@ -285,15 +251,15 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 var jumped = _random.Next(2) == 0 ? [victim] : live;
                 foreach (var replica in jumped)
                 {
-                    cluster.SetWallClockOffset(replica, jump);
+                    _cluster.SetWallClockOffset(replica, jump);
                 }
 
                 Note($"wall clock of {string.Join(", ", jumped.Select(r => r.Label))} {(jump > TimeSpan.Zero ? "+" : "")}{jump.TotalMinutes:0} min");
-                heals.Add(() =>
+                round.Heals.Add(() =>
                 {
                     foreach (var replica in jumped)
                     {
-                        cluster.SetWallClockOffset(replica, TimeSpan.Zero);
+                        _cluster.SetWallClockOffset(replica, TimeSpan.Zero);
                     }
 
                     Note("wall clocks set right");
@@ -301,23 +267,33 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
                 });
                 break;
 
+            case FaultKind.DeleteLease:
+                round.AtSomeMoment(async () => Note(await backend.DeleteLeaseAsync()));
+                break;
+
+            case FaultKind.RewriteLease:
+                var to = _random.Next(2) == 0 ? "intruder" : round.Follower().Identity;
+                var newTerm = _random.Next(2) == 1;
+                round.AtSomeMoment(async () => Note(await backend.RewriteLeaseAsync(to, newTerm)));
+                break;
+
+            case FaultKind.GarbageLease:
+                var garbage = HandEdit.Garbage[_random.Next(HandEdit.Garbage.Length)];
+                round.AtSomeMoment(async () => Note(await backend.PutGarbageAsync(garbage)));
+                round.Heals.Add(async () => Note(await backend.ClearGarbageAsync(garbage)));
+                break;
+
             default:
-                throw new ArgumentOutOfRangeException(nameof(kind), kind, null);
+                await backend.InjectAsync(kind, round);
+                break;
         }
     }
 
     private async Task RestartAsync(SafetyCluster.Replica replica)
     {
-        await cluster.StartProcessAsync(replica);
+        await _cluster.StartProcessAsync(replica);
         Note($"started {replica.Label}");
     }
-
-    private Func<Task> Healing(string what, IDisposable fault) => () =>
-    {
-        fault.Dispose();
-        Note(what);
-        return Task.CompletedTask;
-    };
 
     private long Note(string what)
     {
@@ -329,9 +305,6 @@ internal sealed class Nemesis(SafetyCluster cluster, int seed)
 
         return at;
     }
-
-    /// <summary>A fault that happens in an instant, at a moment of the round.</summary>
-    private sealed record Momentary(TimeSpan At, Action Act);
 
     private TimeSpan Between(TimeSpan min, TimeSpan max) => min + ((max - min) * _random.NextDouble());
 }

@@ -7,9 +7,11 @@ using Xunit.Abstractions;
 namespace LeaderSidecar.Tests.Safety;
 
 /// <summary>
-/// Three real daemons on the Lease API test server under a seeded random schedule of faults, judged
-/// by the merged history of every process. <c>SAFETY_SEED</c> replays a run (a new seed is drawn
-/// otherwise), <c>SAFETY_ROUNDS</c> sets the length; <c>scripts/safety</c> runs long ones.
+/// Three real daemons on one store under a seeded random schedule of faults, judged by the merged
+/// history of every process: one fact per store, each a few rounds by default.
+/// <c>SAFETY_SEED</c> replays a run (a new seed is drawn otherwise), <c>SAFETY_ROUNDS</c> sets the
+/// length, <c>SAFETY_BACKEND</c> runs only that store's fact (the others return at once, saying so);
+/// <c>scripts/safety</c> runs long ones.
 /// </summary>
 [Collection(Alone.Name)]
 public sealed class NemesisTests(ITestOutputHelper output)
@@ -17,19 +19,34 @@ public sealed class NemesisTests(ITestOutputHelper output)
     /// <summary>
     /// The liveness bound: after the faults heal, a leader within a lease duration plus a retry
     /// period (with its 20 % jitter), plus 500 ms for the requests and for scheduling three daemons,
-    /// the test server and the nemesis on a shared two-core machine.
+    /// the store and the nemesis on a shared two-core machine.
     /// </summary>
     private static readonly TimeSpan LivenessBound =
         SafetyCluster.LeaseDuration + (SafetyCluster.RetryPeriod * 1.2) + TimeSpan.FromMilliseconds(500);
 
     [Fact]
-    public async Task Under_a_seeded_fault_schedule_no_two_replicas_ever_lead_at_once()
-    {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_SEED"), CultureInfo.InvariantCulture, out var s) ? s : Random.Shared.Next(1_000_000);
-        var rounds = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_ROUNDS"), CultureInfo.InvariantCulture, out var r) ? r : 12;
-        output.WriteLine($"seed {seed}, {rounds} rounds, binary {EndToEnd.DaemonProcess.BinaryPath}");
+    public Task On_kubernetes_no_two_replicas_ever_lead_at_once() => RunAsync("kubernetes", defaultRounds: 12);
 
-        await using var cluster = await SafetyCluster.StartAsync(replicas: 3);
+    [Fact]
+    public Task On_etcd_no_two_replicas_ever_lead_at_once() => RunAsync("etcd", defaultRounds: 6);
+
+    [Fact]
+    public Task On_the_file_store_no_two_replicas_ever_lead_at_once() => RunAsync("file", defaultRounds: 4);
+
+    private async Task RunAsync(string backend, int defaultRounds)
+    {
+        if (Environment.GetEnvironmentVariable("SAFETY_BACKEND") is { Length: > 0 } only && only != backend)
+        {
+            Assert.Contains(only, ISafetyBackend.Names);
+            output.WriteLine($"SAFETY_BACKEND={only}: not running on {backend}");
+            return;
+        }
+
+        var seed = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_SEED"), CultureInfo.InvariantCulture, out var s) ? s : Random.Shared.Next(1_000_000);
+        var rounds = int.TryParse(Environment.GetEnvironmentVariable("SAFETY_ROUNDS"), CultureInfo.InvariantCulture, out var r) ? r : defaultRounds;
+        output.WriteLine($"{backend}: seed {seed}, {rounds} rounds, binary {EndToEnd.DaemonProcess.BinaryPath}");
+
+        await using var cluster = await SafetyCluster.StartAsync(backend, replicas: 3);
         var nemesis = new Nemesis(cluster, seed);
         var runStart = Stopwatch.GetTimestamp();
         Exception? failure = null;
@@ -49,7 +66,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
 
         var runEnd = Stopwatch.GetTimestamp();
         var report = HistoryChecker.Check(cluster.Histories(), nemesis.Heals, nemesis.Events, runStart, runEnd);
-        var summary = Summary(seed, rounds, nemesis, report, runEnd - runStart);
+        var summary = Summary(backend, seed, rounds, nemesis, report, runEnd - runStart);
         output.WriteLine(summary);
         var problems = new List<string>();
         if (failure is not null)
@@ -62,22 +79,22 @@ public sealed class NemesisTests(ITestOutputHelper output)
         problems.AddRange(report.Gaps.Where(g => g.Gap > LivenessBound).Select(g =>
             $"LIVENESS: after round {g.Round} healed, nobody led for {g.Gap.TotalMilliseconds:0} ms (bound {LivenessBound.TotalMilliseconds:0} ms)"));
 
-        var written = Write(seed, summary, report, cluster, problems.Count > 0);
+        var written = Write(backend, seed, summary, report, cluster, problems.Count > 0);
         output.WriteLine($"summary and timeline: {written}");
         if (problems.Count > 0)
         {
-            Assert.Fail($"seed {seed} (replay: SAFETY_SEED={seed} SAFETY_ROUNDS={rounds} scripts/safety):\n{string.Join('\n', problems)}\n\nmerged timeline:\n{report.Timeline}");
+            Assert.Fail($"{backend}, seed {seed} (replay: scripts/safety --backend {backend} --seed {seed} --rounds {rounds}):\n{string.Join('\n', problems)}\n\nmerged timeline:\n{report.Timeline}");
         }
     }
 
-    private static string Summary(int seed, int rounds, Nemesis nemesis, SafetyReport report, long elapsed)
+    private static string Summary(string backend, int seed, int rounds, Nemesis nemesis, SafetyReport report, long elapsed)
     {
         var gaps = report.Gaps.Select(g => g.Gap.TotalMilliseconds).Order().ToList();
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"| seed | rounds | run | leadership terms | overlaps | term problems | median gap after heal | worst gap after heal |\n");
-        text.Append("|---|---|---|---|---|---|---|---|\n");
+        text.Append(CultureInfo.InvariantCulture, $"| store | seed | rounds | run | leadership terms | overlaps | term problems | median gap after heal | worst gap after heal |\n");
+        text.Append("|---|---|---|---|---|---|---|---|---|\n");
         text.Append(CultureInfo.InvariantCulture,
-            $"| {seed} | {nemesis.Heals.Count}/{rounds} | {Stopwatch.GetElapsedTime(0, elapsed).TotalSeconds:0} s | {report.Intervals.Count} | {report.Overlaps.Count} | {report.TermProblems.Count} | " +
+            $"| {backend} | {seed} | {nemesis.Heals.Count}/{rounds} | {Stopwatch.GetElapsedTime(0, elapsed).TotalSeconds:0} s | {report.Intervals.Count} | {report.Overlaps.Count} | {report.TermProblems.Count} | " +
             $"{(gaps.Count > 0 ? gaps[gaps.Count / 2] : 0):0} ms | {(gaps.Count > 0 ? gaps[^1] : 0):0} ms |\n\n");
         text.Append("| fault | injected |\n|---|---|\n");
         foreach (var (kind, count) in nemesis.Injected)
@@ -88,11 +105,11 @@ public sealed class NemesisTests(ITestOutputHelper output)
         return text.ToString();
     }
 
-    private static string Write(int seed, string summary, SafetyReport report, SafetyCluster cluster, bool failed)
+    private static string Write(string backend, int seed, string summary, SafetyReport report, SafetyCluster cluster, bool failed)
     {
         var directory = Repository.PathOf("artifacts/safety");
         Directory.CreateDirectory(directory);
-        var path = Path.Combine(directory, $"seed-{seed}.md");
+        var path = Path.Combine(directory, $"{backend}-seed-{seed}.md");
         var text = new StringBuilder(summary);
         text.Append("\n## Merged timeline\n\n```\n").Append(report.Timeline).Append("```\n");
         if (failed)
@@ -104,7 +121,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
         }
 
         File.WriteAllText(path, text.ToString());
-        File.WriteAllText(Path.Combine(directory, "summary.md"), summary);
+        File.WriteAllText(Path.Combine(directory, $"{backend}-summary.md"), summary);
         return path;
     }
 }

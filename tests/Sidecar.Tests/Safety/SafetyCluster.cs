@@ -1,16 +1,14 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using LeaderSidecar.Testing.LeaseApi;
-using LeaderSidecar.Testing.LeaseApi.Auth;
 using LeaderSidecar.Tests.EndToEnd;
 
 namespace LeaderSidecar.Tests.Safety;
 
 /// <summary>
-/// Real daemon processes competing for one Lease on the Lease API test server, each with its own
-/// token and its own wall clock (libfaketime, so the nemesis can make it jump), and the histories
-/// of every process that ran.
+/// Real daemon processes competing for one lease in the store an <see cref="ISafetyBackend"/>
+/// runs, each with its own wall clock (libfaketime, so the nemesis can make it jump), and the
+/// histories of every process that ran.
 /// </summary>
 internal sealed class SafetyCluster : IAsyncDisposable
 {
@@ -29,35 +27,42 @@ internal sealed class SafetyCluster : IAsyncDisposable
     private readonly TempDirectory _dir = new();
     private readonly List<LeadershipHistory> _ended = [];
     private readonly List<(string, IReadOnlyList<string>)> _logs = [];
+    private ISafetyBackend _backend = null!;
 
-    private SafetyCluster(LeaseApiServer server, IReadOnlyList<Replica> replicas)
+    private SafetyCluster(IReadOnlyList<Replica> replicas)
     {
-        Server = server;
         Replicas = replicas;
     }
 
-    public LeaseApiServer Server { get; }
+    public ISafetyBackend Backend => _backend;
 
     public IReadOnlyList<Replica> Replicas { get; }
 
-    public static async Task<SafetyCluster> StartAsync(int replicas)
+    /// <summary>Starts the store named <paramref name="backend"/> and a daemon per replica on it.</summary>
+    public static async Task<SafetyCluster> StartAsync(string backend, int replicas)
     {
         if (!File.Exists(FakeTimeLibrary))
         {
             throw new InvalidOperationException($"{FakeTimeLibrary} is missing: install Debian's libfaketime (.ci/run does)");
         }
 
-        var server = await LeaseApiServer.StartAsync(new LeaseApiServerOptions { UseTls = true });
-        var cluster = new SafetyCluster(server, [.. Enumerable.Range(0, replicas).Select(i => new Replica($"r{i}"))]);
-        foreach (var replica in cluster.Replicas)
+        var cluster = new SafetyCluster([.. Enumerable.Range(0, replicas).Select(i => new Replica($"r{i}"))]);
+        try
         {
-            server.Tokens.Set(replica.Token, new ApiUser($"system:serviceaccount:{Namespace}:{replica.Identity}", LeaseRule.ForElection(Namespace, LeaseName)));
-            server.WriteKubeconfig(cluster._dir.File($"{replica.Identity}.kubeconfig"), replica.Token, Namespace);
-            cluster.SetWallClockOffset(replica, TimeSpan.Zero);
-        }
+            cluster._backend = await ISafetyBackend.StartAsync(backend, cluster.Replicas);
+            foreach (var replica in cluster.Replicas)
+            {
+                cluster.SetWallClockOffset(replica, TimeSpan.Zero);
+            }
 
-        await Task.WhenAll(cluster.Replicas.Select(cluster.StartProcessAsync));
-        return cluster;
+            await Task.WhenAll(cluster.Replicas.Select(cluster.StartProcessAsync));
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>Starts a new process for a replica whose previous one has ended.</summary>
@@ -78,14 +83,15 @@ internal sealed class SafetyCluster : IAsyncDisposable
         replica.Incarnation++;
         replica.Process = await DaemonProcess.StartAsync(
             environment,
-            "--backend", "kubernetes",
-            "--kubeconfig", _dir.File($"{replica.Identity}.kubeconfig"),
-            "--lease-name", LeaseName,
-            "--namespace", Namespace,
-            "--identity", replica.Identity,
-            "--lease-duration", Go(LeaseDuration),
-            "--renew-deadline", Go(RenewDeadline),
-            "--retry-period", Go(RetryPeriod));
+            [
+                .. _backend.Arguments(replica),
+                "--lease-name", LeaseName,
+                "--namespace", Namespace,
+                "--identity", replica.Identity,
+                "--lease-duration", Go(LeaseDuration),
+                "--renew-deadline", Go(RenewDeadline),
+                "--retry-period", Go(RetryPeriod),
+            ]);
         replica.Paused = false;
     }
 
@@ -167,7 +173,11 @@ internal sealed class SafetyCluster : IAsyncDisposable
             }
         }
 
-        await Server.DisposeAsync();
+        if (_backend is not null)
+        {
+            await _backend.DisposeAsync();
+        }
+
         _dir.Dispose();
     }
 
@@ -206,8 +216,6 @@ internal sealed class SafetyCluster : IAsyncDisposable
     internal sealed class Replica(string identity)
     {
         public string Identity { get; } = identity;
-
-        public string Token => $"token-{Identity}";
 
         public int Incarnation { get; set; }
 

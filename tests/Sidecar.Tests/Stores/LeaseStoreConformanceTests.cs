@@ -7,6 +7,14 @@ namespace LeaderSidecar.Tests.Stores;
 /// this one and only says how to reach its real server (or file system) and how to break it; a
 /// store is done when its subclass is green. The election core relies on exactly these properties.
 /// </summary>
+/// <remarks>
+/// Failures are reported with the same reasons on every store, because the election, its logs and
+/// its metrics treat them alike. The reasons every store can meet are tested here (unavailable,
+/// forbidden, invalid); the ones only a store behind a server can meet (unauthorized: it has
+/// credentials; timeout: it bounds its own requests) are tested in
+/// <see cref="RemoteLeaseStoreConformanceTests"/>, which such a store derives from instead, so no
+/// store carries a test that cannot apply to it.
+/// </remarks>
 public abstract class LeaseStoreConformanceTests : IAsyncLifetime
 {
     private static readonly DateTimeOffset Now = new DateTimeOffset(2026, 11, 25, 2, 4, 12, TimeSpan.Zero).AddTicks(1_234_560);
@@ -29,6 +37,18 @@ public abstract class LeaseStoreConformanceTests : IAsyncLifetime
 
     /// <summary>A client of a server that cannot be reached.</summary>
     protected abstract Task<ILeaseStore> ConnectUnreachableAsync();
+
+    /// <summary>
+    /// A client whose read of the lease finds something that is not a lease record where the lease
+    /// should be: a value written by hand, or an answer garbled on the way.
+    /// </summary>
+    protected abstract Task<ILeaseStore> ConnectToInvalidLeaseAsync();
+
+    /// <summary>
+    /// A client that may not write the lease: a user without a role on the key, an account without
+    /// an RBAC rule for it, a directory this process may not write. Its reads may be refused too.
+    /// </summary>
+    protected abstract Task<ILeaseStore> ConnectWithoutPermissionAsync();
 
     public virtual Task InitializeAsync() => Task.CompletedTask;
 
@@ -256,6 +276,26 @@ public abstract class LeaseStoreConformanceTests : IAsyncLifetime
         var failure = await Assert.ThrowsAsync<LeaseStoreException>(() => store.GetAsync(Ct));
 
         Assert.Equal(LeaseStoreFailure.Unavailable, failure.Reason);
+    }
+
+    [Fact]
+    public async Task A_client_without_permission_on_the_lease_is_forbidden()
+    {
+        var store = await ConnectWithoutPermissionAsync();
+
+        var failure = await Assert.ThrowsAsync<LeaseStoreException>(() => store.CreateAsync(Record("a"), Ct));
+
+        Assert.Equal(LeaseStoreFailure.Forbidden, failure.Reason);
+    }
+
+    [Fact]
+    public async Task A_stored_lease_that_is_not_a_record_is_invalid()
+    {
+        var store = await ConnectToInvalidLeaseAsync();
+
+        var failure = await Assert.ThrowsAsync<LeaseStoreException>(() => store.GetAsync(Ct));
+
+        Assert.Equal(LeaseStoreFailure.Invalid, failure.Reason);
     }
 
     /// <summary>The next watch item, or a <see cref="TimeoutException"/> when the stream ended.</summary>

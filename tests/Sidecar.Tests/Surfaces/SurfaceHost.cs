@@ -31,12 +31,18 @@ internal sealed class SurfaceHost : IAsyncDisposable
     private readonly CancellationTokenSource _stopElector = new();
     private Task _elector = Task.CompletedTask;
 
-    private SurfaceHost(WebApplication app, Uri http, string grpc)
+    private SurfaceHost(WebApplication app, Uri http, string grpc, TimeProvider time)
     {
         _app = app;
+        Time = time;
         HttpAddress = http;
         GrpcAddress = grpc;
     }
+
+    /// <summary>The clock of the surfaces and of the statuses <see cref="Publish"/> makes.</summary>
+    public TimeProvider Time { get; }
+
+    public IServiceProvider Services => _app.Services;
 
     public LeadershipState State => _app.Services.GetRequiredService<LeadershipState>();
 
@@ -53,7 +59,8 @@ internal sealed class SurfaceHost : IAsyncDisposable
     /// <param name="controlToken">The token that lets a TCP client resign (<c>--control-token-file</c>).</param>
     /// <param name="allowTcpControl">Let any TCP client resign (<c>--allow-tcp-control</c>).</param>
     /// <param name="runElector">Campaign on an in-memory lease, so that a resign really steps down; otherwise the test publishes every status.</param>
-    public static async Task<SurfaceHost> StartAsync(string? unixSocket = null, ControlToken? controlToken = null, bool allowTcpControl = false, bool runElector = false)
+    /// <param name="time">The surfaces' clock (a fake one lets a test move their timers); the system's by default.</param>
+    public static async Task<SurfaceHost> StartAsync(string? unixSocket = null, ControlToken? controlToken = null, bool allowTcpControl = false, bool runElector = false, TimeProvider? time = null)
     {
         // As the daemon does: no inotify instances (a small per-user limit) spent on appsettings.json.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
@@ -70,7 +77,7 @@ internal sealed class SurfaceHost : IAsyncDisposable
             grpc = GrpcSurface.Listen(kestrel, unixSocket is null ? new ListenAddress(IPAddress.Loopback, 0, null) : new ListenAddress(null, 0, unixSocket));
         });
 
-        var time = TimeProvider.System;
+        time ??= TimeProvider.System;
         var services = builder.Services;
         services.AddSingleton(time);
         services.AddSingleton(Options);
@@ -95,7 +102,7 @@ internal sealed class SurfaceHost : IAsyncDisposable
 
         var httpEndPoint = (IPEndPoint)http!.EndPoint;
         var grpcAddress = grpc!.EndPoint is IPEndPoint ip ? $"http://127.0.0.1:{ip.Port}" : $"unix:{unixSocket}";
-        var host = new SurfaceHost(app, new Uri($"http://127.0.0.1:{httpEndPoint.Port}"), grpcAddress);
+        var host = new SurfaceHost(app, new Uri($"http://127.0.0.1:{httpEndPoint.Port}"), grpcAddress, time);
         if (runElector)
         {
             host._elector = app.Services.GetRequiredService<LeaderElector>().RunAsync(host._stopElector.Token);
@@ -107,7 +114,7 @@ internal sealed class SurfaceHost : IAsyncDisposable
     /// <summary>Publishes a status as the elector would; a leader's claim lasts a minute.</summary>
     public LeadershipStatus Publish(Role role, string holder, long? term = 1, bool observed = true)
     {
-        var time = TimeProvider.System;
+        var time = Time;
         var now = time.GetTimestamp();
         return State.Publish(new LeadershipStatus
         {

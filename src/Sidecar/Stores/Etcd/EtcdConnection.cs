@@ -1,6 +1,7 @@
 using System.Net.Http;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -35,6 +36,9 @@ internal sealed partial class EtcdConnection : IDisposable
     private readonly string?[] _tokens;
     private int _current;
 
+    // Why the last member certificate was refused: the handshake's own error only says that it was.
+    private volatile string? _refusedCertificate;
+
     public EtcdConnection(IReadOnlyList<Uri> endpoints, string? user, string? password, X509Certificate2Collection? trustedRoots, X509Certificate2? clientCertificate, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfZero(endpoints.Count);
@@ -45,7 +49,7 @@ internal sealed partial class EtcdConnection : IDisposable
         _tokens = new string?[_endpoints.Length];
         _channels = [.. _endpoints.Select(e => GrpcChannel.ForAddress(e, new GrpcChannelOptions
         {
-            HttpHandler = Handler(trustedRoots, clientCertificate),
+            HttpHandler = Handler(trustedRoots, clientCertificate, reason => _refusedCertificate = reason),
             DisposeHttpClient = true,
             MaxReceiveMessageSize = MaxMessageBytes,
             ThrowOperationCanceledOnCancellation = true,
@@ -99,10 +103,13 @@ internal sealed partial class EtcdConnection : IDisposable
             {
                 var next = MoveOn(index);
                 var retry = (idempotent || NeverSent(e)) && attempt < _endpoints.Length;
-                LogMemberUnavailable(_logger, Endpoint(index), Endpoint(next), Message(e));
+                var refused = RefusedCertificate(e);
+                LogMemberUnavailable(_logger, Endpoint(index), Endpoint(next), refused ?? Message(e));
                 if (!retry)
                 {
-                    throw Failure(what, e, cancellationToken)!;
+                    throw refused is null
+                        ? Failure(what, e, cancellationToken)!
+                        : new LeaseStoreException(LeaseStoreFailure.Unavailable, $"{what}: {refused}", e);
                 }
             }
             catch (Exception e) when (Failure(what, e, cancellationToken) is { } failure)
@@ -190,6 +197,20 @@ internal sealed partial class EtcdConnection : IDisposable
 
     private static string Message(Exception e) => Shorten(e is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : e.Message);
 
+    /// <summary>What our certificate check found, when <paramref name="e"/> is the handshake failure it caused.</summary>
+    private string? RefusedCertificate(Exception e)
+    {
+        for (var inner = e is RpcException rpc ? rpc.Status.DebugException : e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is AuthenticationException && _refusedCertificate is { } reason)
+            {
+                return $"TLS handshake with etcd failed: {reason}";
+            }
+        }
+
+        return null;
+    }
+
     private int MoveOn(int index)
     {
         var next = (index + 1) % _endpoints.Length;
@@ -242,7 +263,8 @@ internal sealed partial class EtcdConnection : IDisposable
         return headers;
     }
 
-    private static SocketsHttpHandler Handler(X509Certificate2Collection? trustedRoots, X509Certificate2? clientCertificate)
+    /// <param name="refused">Told why a member's certificate was refused (null once one is accepted).</param>
+    private static SocketsHttpHandler Handler(X509Certificate2Collection? trustedRoots, X509Certificate2? clientCertificate, Action<string?> refused)
     {
         var handler = new SocketsHttpHandler
         {
@@ -257,9 +279,11 @@ internal sealed partial class EtcdConnection : IDisposable
         if (trustedRoots is not null)
         {
             handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-                certificate is not null &&
-                (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None &&
-                ChainsTo(certificate, trustedRoots);
+            {
+                var problem = CertificateProblem(certificate, errors, trustedRoots);
+                refused(problem);
+                return problem is null;
+            };
         }
 
         if (clientCertificate is not null)
@@ -269,6 +293,17 @@ internal sealed partial class EtcdConnection : IDisposable
 
         return handler;
     }
+
+    /// <summary>
+    /// Why a member's certificate is not accepted, in words for the log (no apostrophes: JSON logs
+    /// would escape them); null when it is accepted.
+    /// </summary>
+    private static string? CertificateProblem(X509Certificate? certificate, SslPolicyErrors errors, X509Certificate2Collection roots) =>
+        certificate is null ? "the member presented no certificate"
+        : (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0 ? $"the certificate of the member ({Shorten(certificate.Subject)}) is not issued for the host name of the endpoint"
+        : (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None ? $"the certificate of the member was refused ({errors})"
+        : !ChainsTo(certificate, roots) ? $"the certificate of the member ({Shorten(certificate.Subject)}, issued by {Shorten(certificate.Issuer)}) is not signed by a CA in --etcd-ca"
+        : null;
 
     /// <summary>True when <paramref name="certificate"/> chains to one of <paramref name="roots"/> (and only those).</summary>
     private static bool ChainsTo(X509Certificate certificate, X509Certificate2Collection roots)

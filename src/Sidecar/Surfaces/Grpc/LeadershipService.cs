@@ -24,9 +24,6 @@ internal sealed class LeadershipService(
     /// </summary>
     public static readonly TimeSpan MaxHoldOff = TimeSpan.FromHours(1);
 
-    /// <summary>How long the final status may take to reach a client when the server closes.</summary>
-    private static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
-
     public override Task<Leadership.V1.Status> GetStatus(GetStatusRequest request, ServerCallContext context) =>
         Task.FromResult(StatusMessage.From(state.Current, drain.Draining, time));
 
@@ -36,7 +33,7 @@ internal sealed class LeadershipService(
     /// </summary>
     public override async Task Watch(WatchRequest request, IServerStreamWriter<Leadership.V1.Status> responseStream, ServerCallContext context)
     {
-        using var open = streams.TryOpen()
+        using var open = streams.TryOpen(WatchSurface.Grpc)
             ?? throw new RpcException(new RpcStatus(StatusCode.ResourceExhausted, $"{WatchStreams.MaxOpen} Watch streams are open already; try again later"));
         using var ends = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, drain.Closing);
         var sent = 0L;
@@ -55,7 +52,7 @@ internal sealed class LeadershipService(
             var last = state.Current;
             if (last.Revision > sent)
             {
-                using var timeout = new CancellationTokenSource(FinalWriteTimeout, time);
+                using var timeout = new CancellationTokenSource(WatchStreams.FinalWriteTimeout, time);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.CancellationToken);
                 try
                 {

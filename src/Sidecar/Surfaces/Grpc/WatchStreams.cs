@@ -1,14 +1,27 @@
 namespace LeaderSidecar.Surfaces.Grpc;
 
+/// <summary>Which surface a watch stream is open on.</summary>
+internal enum WatchSurface
+{
+    /// <summary>gRPC <c>Watch</c>.</summary>
+    Grpc,
+
+    /// <summary>HTTP <c>GET /watch</c> (server-sent events).</summary>
+    Http,
+}
+
 /// <summary>
-/// The open <c>Watch</c> streams and the newest revision each has written: a metric, the drain's
-/// sign that no app is listening any more, and the way shutdown makes sure every stream has
-/// carried the step-down before the lease is released.
+/// The open watch streams — gRPC <c>Watch</c> and HTTP <c>/watch</c> alike — and the newest
+/// revision each has written: metrics, the drain's sign that no app is listening any more, and the
+/// way shutdown makes sure every stream has carried the step-down before the lease is released.
 /// </summary>
 internal sealed class WatchStreams
 {
+    /// <summary>How long the final status may take to reach a client when the server closes a stream.</summary>
+    public static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
+
     /// <summary>
-    /// The most streams open at once. Connections and streams per connection are bounded by the
+    /// The most streams open at once, on both surfaces together. Connections and streams per connection are bounded by the
     /// listeners, but their product (tens of thousands of streams, each with its buffers) is not a
     /// bound a local neighbour should be able to reach; a thousand watching apps is already far
     /// beyond a sidecar's use.
@@ -28,6 +41,15 @@ internal sealed class WatchStreams
             {
                 return _open.Count;
             }
+        }
+    }
+
+    /// <summary>Open streams on one surface now.</summary>
+    public int CountOn(WatchSurface surface)
+    {
+        lock (_gate)
+        {
+            return _open.Count(s => s.Surface == surface);
         }
     }
 
@@ -75,9 +97,9 @@ internal sealed class WatchStreams
     /// Counts one stream until the returned handle is disposed; <see langword="null"/> when
     /// <see cref="MaxOpen"/> streams are open already.
     /// </summary>
-    public Stream? TryOpen()
+    public Stream? TryOpen(WatchSurface surface)
     {
-        var stream = new Stream(this);
+        var stream = new Stream(this, surface);
         lock (_gate)
         {
             if (_open.Count >= MaxOpen)
@@ -102,8 +124,10 @@ internal sealed class WatchStreams
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>One open stream.</summary>
-    internal sealed class Stream(WatchStreams owner) : IDisposable
+    internal sealed class Stream(WatchStreams owner, WatchSurface surface) : IDisposable
     {
+        public WatchSurface Surface => surface;
+
         /// <summary>The newest revision written to this stream.</summary>
         public long Delivered { get; private set; }
 

@@ -12,7 +12,8 @@ namespace LeaderSidecar.Surfaces.Http;
 /// The HTTP surface. <c>GET /leader</c> answers 200 only on the leader and 503 otherwise (the
 /// convention Patroni's <c>/leader</c> check uses), and with <c>?wait=DURATION</c> holds the answer
 /// until this replica leads or the wait ends; <c>GET /status</c> always 200; both with the JSON
-/// status. <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> are for the kubelet and Prometheus, and
+/// status; <c>GET /watch</c> streams every change as server-sent events (<see cref="WatchEvents"/>).
+/// <c>/healthz</c>, <c>/readyz</c> and <c>/metrics</c> are for the kubelet and Prometheus, and
 /// are also served alone on the optional probe listener, which the kubelet can reach at the pod IP
 /// while the app's endpoints stay on loopback. Handlers only read <see cref="LeadershipState"/>.
 /// </summary>
@@ -26,6 +27,7 @@ internal static class HttpSurface
     public static void MapLeadershipEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/leader", LeaderAsync);
+        endpoints.MapGet("/watch", WatchEvents.StreamAsync);
         endpoints.MapGet("/status", context => WriteStatusAsync(context, context.RequestServices.GetRequiredService<LeadershipState>().Current, StatusCodes.Status200OK));
         endpoints.MapGet("/healthz", context => WriteProbeAsync(context, context.RequestServices.GetRequiredService<Probes>().Liveness()));
         endpoints.MapGet("/readyz", context => WriteProbeAsync(context, context.RequestServices.GetRequiredService<Probes>().Readiness()));

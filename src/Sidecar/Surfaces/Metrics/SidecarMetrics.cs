@@ -39,8 +39,11 @@ internal sealed class SidecarMetrics : IElectionMetrics
     private readonly Gauge _observedAge;
     private readonly Gauge _term;
     private readonly Gauge.Child _watchStreams;
+    private readonly Gauge.Child _httpWatchStreams;
     private readonly Gauge _holderInfo;
     private readonly Counter _controlRefused;
+    private readonly Counter _execExits;
+    private readonly Gauge.Child _execRunning;
 
     private Role _lastRole;
     private string? _lastHolder;
@@ -68,8 +71,11 @@ internal sealed class SidecarMetrics : IElectionMetrics
         _observedAge = factory.CreateGauge("leader_sidecar_lease_observed_age_seconds", "Seconds since the lease was last read or watched successfully (absent before the first time).", "name");
         _term = factory.CreateGauge("leader_sidecar_term", "Fencing term (leaseTransitions when the current holder acquired); absent while unknown.", "name");
         _watchStreams = factory.CreateGauge("leader_sidecar_grpc_watch_streams", "Open gRPC Watch streams.", "name").WithLabels(_name);
+        _httpWatchStreams = factory.CreateGauge("leader_sidecar_http_watch_streams", "Open HTTP /watch streams (server-sent events).", "name").WithLabels(_name);
         _holderInfo = factory.CreateGauge("leader_sidecar_holder_info", "Always 1; the holder label is the observed holder (empty when none or unknown).", "name", "identity", "holder");
         _controlRefused = factory.CreateCounter("leader_sidecar_grpc_control_refused_total", "gRPC calls that would change leadership (Resign, ConfirmStopped), refused because the caller may not.", "name", "method");
+        _execExits = factory.CreateCounter("leader_sidecar_exec_exits_total", "Ends of the exec-mode command, by reason: exited (by itself, code 0), failed (by itself with another code or a signal, or it could not start), stopped (leadership ended and it exited within the grace), killed (SIGKILL after the grace).", "name", "reason");
+        _execRunning = factory.CreateGauge("leader_sidecar_exec_running", "1 while the exec-mode command runs, else 0.", "name").WithLabels(_name);
         factory.CreateGauge("leader_sidecar_build_info", "Always 1; the version label is this build's.", "version").WithLabels(Configuration.CommandLine.Version).Set(1);
 
         foreach (var role in new[] { Role.Unknown, Role.Follower, Role.Leader })
@@ -108,6 +114,12 @@ internal sealed class SidecarMetrics : IElectionMetrics
 
     /// <summary>Counts a refused call; <paramref name="method"/> is one of the service's own method names.</summary>
     public void ControlRefused(string method) => _controlRefused.WithLabels(_name, method).Inc();
+
+    /// <summary>Counts an end of the exec-mode command; <paramref name="reason"/> is exited, failed, stopped or killed.</summary>
+    public void ExecExited(string reason) => _execExits.WithLabels(_name, reason).Inc();
+
+    /// <summary>Whether the exec-mode command runs now.</summary>
+    public void ExecRunning(bool running) => _execRunning.Set(running ? 1 : 0);
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
     public Task WriteAsync(Stream destination, CancellationToken cancellationToken) =>
@@ -190,7 +202,8 @@ internal sealed class SidecarMetrics : IElectionMetrics
                 _lastHolder = holder;
             }
 
-            _watchStreams.Set(_streams.Count);
+            _watchStreams.Set(_streams.CountOn(WatchSurface.Grpc));
+            _httpWatchStreams.Set(_streams.CountOn(WatchSurface.Http));
         }
     }
 }

@@ -1,14 +1,15 @@
+using System.Text;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores.Etcd;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LeaderSidecar.Tests.Stores.Etcd;
 
 /// <summary>The store contract for etcd, on a real single-member etcd started for each test.</summary>
-public sealed class EtcdLeaseStoreConformanceTests : LeaseStoreConformanceTests
+public sealed class EtcdLeaseStoreConformanceTests : RemoteLeaseStoreConformanceTests
 {
     private readonly List<EtcdLeaseStore> _stores = [];
     private EtcdServer _server = null!;
+    private EtcdServer? _withAuth;
 
     public override async Task InitializeAsync()
     {
@@ -24,6 +25,11 @@ public sealed class EtcdLeaseStoreConformanceTests : LeaseStoreConformanceTests
         }
 
         await _server.DisposeAsync();
+        if (_withAuth is not null)
+        {
+            await _withAuth.DisposeAsync();
+        }
+
         await base.DisposeAsync();
     }
 
@@ -43,9 +49,44 @@ public sealed class EtcdLeaseStoreConformanceTests : LeaseStoreConformanceTests
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
         Task.FromResult<ILeaseStore>(Connect(new Uri($"http://127.0.0.1:{EtcdServer.FreePort()}")));
 
-    private EtcdLeaseStore Connect(Uri endpoint)
+    // Hand-written with etcdctl put, say.
+    protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()
     {
-        var store = EtcdLeaseStoreTests.Store([endpoint]);
+        await _server.PutAsync(EtcdLeaseStoreTests.Key, Encoding.UTF8.GetBytes("this is not a lease record"));
+        return await ConnectAsync();
+    }
+
+    // A user that exists, with no role on the key.
+    protected override async Task<ILeaseStore> ConnectWithoutPermissionAsync() =>
+        Track(EtcdLeaseStoreTests.Store([(await WithAuthAsync()).Endpoint], "other", "otherpw"));
+
+    protected override async Task<ILeaseStore> ConnectWithRejectedCredentialsAsync() =>
+        Track(EtcdLeaseStoreTests.Store([(await WithAuthAsync()).Endpoint], "app", "not-the-password"));
+
+    protected override Task<ILeaseStore> ConnectToStalledServerAsync(TimeSpan requestTimeout)
+    {
+        _server.Pause();
+        return Task.FromResult<ILeaseStore>(Track(EtcdLeaseStoreTests.Store([_server.Endpoint], requestTimeout: requestTimeout)));
+    }
+
+    /// <summary>A second etcd with auth on: a user "app" with a role on the prefix, and a user "other" with none.</summary>
+    private async Task<EtcdServer> WithAuthAsync()
+    {
+        if (_withAuth is null)
+        {
+            _withAuth = await EtcdServer.StartAsync();
+            await EtcdLeaseStoreTests.AddElectionUserAsync(_withAuth, "app", "apppw");
+            await _withAuth.EtcdctlAsync("user", "add", "other:otherpw");
+            await _withAuth.EnableAuthAsync();
+        }
+
+        return _withAuth;
+    }
+
+    private EtcdLeaseStore Connect(Uri endpoint) => Track(EtcdLeaseStoreTests.Store([endpoint]));
+
+    private EtcdLeaseStore Track(EtcdLeaseStore store)
+    {
         _stores.Add(store);
         return store;
     }

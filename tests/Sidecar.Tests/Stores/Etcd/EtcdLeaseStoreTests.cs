@@ -29,15 +29,27 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
         _timeout.Dispose();
     }
 
-    internal static EtcdLeaseStore Store(IReadOnlyList<Uri> endpoints, string? user = null, string? password = null) =>
+    internal static EtcdLeaseStore Store(IReadOnlyList<Uri> endpoints, string? user = null, string? password = null, TimeSpan? requestTimeout = null) =>
         new(
             new EtcdConnection(endpoints, user, password, null, null, NullLogger<EtcdConnection>.Instance),
             EtcdOptions.DefaultPrefix,
             "demo",
             "app",
-            TimeSpan.FromSeconds(10),
+            requestTimeout ?? TimeSpan.FromSeconds(10),
             TimeProvider.System,
             NullLogger<EtcdLeaseStore>.Instance);
+
+    /// <summary>
+    /// A user with the least a sidecar needs, as docs/STORES-ETCD.md sets it up: a role with
+    /// readwrite on the key range of the default prefix, and nothing else. Before auth is enabled.
+    /// </summary>
+    internal static async Task AddElectionUserAsync(EtcdServer server, string user, string password)
+    {
+        await server.EtcdctlAsync("user", "add", $"{user}:{password}");
+        await server.EtcdctlAsync("role", "add", "leader-sidecar");
+        await server.EtcdctlAsync("role", "grant-permission", "leader-sidecar", "--prefix=true", "readwrite", EtcdOptions.DefaultPrefix);
+        await server.EtcdctlAsync("user", "grant-role", user, "leader-sidecar");
+    }
 
     [Fact]
     public async Task The_value_is_the_record_as_json_with_the_lease_spec_field_names_and_microtime()
@@ -141,11 +153,8 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task Wrong_credentials_are_unauthorized_and_a_user_without_a_role_on_the_key_is_forbidden()
     {
-        await _server.EtcdctlAsync("user", "add", "app:apppw");
+        await AddElectionUserAsync(_server, "app", "apppw");
         await _server.EtcdctlAsync("user", "add", "other:otherpw");
-        await _server.EtcdctlAsync("role", "add", "leader-sidecar");
-        await _server.EtcdctlAsync("role", "grant-permission", "leader-sidecar", "--prefix=true", "readwrite", "/leader-sidecar/");
-        await _server.EtcdctlAsync("user", "grant-role", "app", "leader-sidecar");
         await _server.EnableAuthAsync();
 
         var allowed = Connect(user: "app", password: "apppw");
@@ -170,13 +179,28 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_role_on_the_one_key_alone_is_enough_to_create_renew_and_watch()
+    {
+        await _server.EtcdctlAsync("user", "add", "app:apppw");
+        await _server.EtcdctlAsync("role", "add", "one-lease");
+        await _server.EtcdctlAsync("role", "grant-permission", "one-lease", "readwrite", Key);
+        await _server.EtcdctlAsync("user", "grant-role", "app", "one-lease");
+        await _server.EnableAuthAsync();
+        var store = Connect(user: "app", password: "apppw");
+
+        var created = await store.CreateAsync(Record("a"), Ct);
+        await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(created, await NextAsync(watch));
+        var renewed = await store.UpdateAsync(created, Record("a", 0, 1), Ct);
+
+        Assert.Equal(renewed, await NextAsync(watch));
+    }
+
+    [Fact]
     public async Task An_expired_token_is_renewed_by_logging_in_again()
     {
         await using var server = await EtcdServer.StartAsync("--auth-token-ttl", "1");
-        await server.EtcdctlAsync("user", "add", "app:apppw");
-        await server.EtcdctlAsync("role", "add", "leader-sidecar");
-        await server.EtcdctlAsync("role", "grant-permission", "leader-sidecar", "--prefix=true", "readwrite", "/leader-sidecar/");
-        await server.EtcdctlAsync("user", "grant-role", "app", "leader-sidecar");
+        await AddElectionUserAsync(server, "app", "apppw");
         await server.EnableAuthAsync();
         var store = Track(Store([server.Endpoint], "app", "apppw"));
         var created = await store.CreateAsync(Record("a"), Ct);

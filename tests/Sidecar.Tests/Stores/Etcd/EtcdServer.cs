@@ -10,11 +10,13 @@ using LeaderSidecar.Stores.Etcd.Protocol;
 namespace LeaderSidecar.Tests.Stores.Etcd;
 
 /// <summary>
-/// A real single-member etcd (Debian's <c>etcd-server</c>) on free loopback ports with a temporary
-/// data directory, for tests. It can be paused, killed and restarted with the same data, and is
-/// stopped and deleted on dispose.
+/// A real etcd member (Debian's <c>etcd-server</c>) on free loopback ports with a temporary data
+/// directory, for tests: on its own a single-member cluster, or one member of an
+/// <see cref="EtcdCluster"/> (EtcdServer.Cluster.cs); over https with <see cref="StartTlsAsync"/>
+/// (EtcdServer.Tls.cs). It can be paused, killed and restarted with the same data, and is stopped
+/// and deleted on dispose.
 /// </summary>
-internal sealed class EtcdServer : IAsyncDisposable
+internal sealed partial class EtcdServer : IAsyncDisposable
 {
     private readonly TempDirectory _dir = new();
     private readonly int _clientPort = FreePort();
@@ -25,17 +27,21 @@ internal sealed class EtcdServer : IAsyncDisposable
 
     private readonly string[] _extraArgs;
 
-    private EtcdServer(string[] extraArgs)
+    private EtcdServer(string[] extraArgs, EtcdTls? tls = null, string name = "test")
     {
         _extraArgs = extraArgs;
-        Endpoint = new Uri($"http://127.0.0.1:{_clientPort}");
-        _channel = GrpcChannel.ForAddress(Endpoint);
+        _tls = tls;
+        _name = name;
+        Endpoint = new Uri(ClientUrl);
+        _channel = tls is null ? GrpcChannel.ForAddress(Endpoint) : GrpcChannel.ForAddress(Endpoint, new GrpcChannelOptions { HttpHandler = tls.Handler() });
     }
 
     public Uri Endpoint { get; }
 
     // etcd refuses a URL with a path, even "/".
-    private string ClientUrl => $"http://127.0.0.1:{_clientPort}";
+    private string ClientUrl => $"{(_tls is null ? "http" : "https")}://127.0.0.1:{_clientPort}";
+
+    private string PeerUrl => $"http://127.0.0.1:{_peerPort}";
 
     /// <summary>A root token for the test's own requests once auth is on; null before.</summary>
     public string? RootPassword { get; private set; }
@@ -127,6 +133,10 @@ internal sealed class EtcdServer : IAsyncDisposable
         var info = new ProcessStartInfo("etcdctl") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
         info.Environment["ETCDCTL_API"] = "3";
         info.ArgumentList.Add($"--endpoints={ClientUrl}");
+        foreach (var arg in _tls?.EtcdctlArgs() ?? [])
+        {
+            info.ArgumentList.Add(arg);
+        }
         if (RootPassword is not null)
         {
             info.ArgumentList.Add($"--user=root:{RootPassword}");
@@ -180,16 +190,21 @@ internal sealed class EtcdServer : IAsyncDisposable
 
     private async Task LaunchAsync()
     {
-        var peer = $"http://127.0.0.1:{_peerPort}";
+        StartProcess();
+        await WaitUntilAnsweringAsync();
+    }
+
+    private void StartProcess()
+    {
         var info = new ProcessStartInfo("etcd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[]
         {
-            "--name", "test", "--data-dir", _dir.File("data"),
+            "--name", _name, "--data-dir", _dir.File("data"),
             "--listen-client-urls", ClientUrl, "--advertise-client-urls", ClientUrl,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"test={peer}",
+            "--listen-peer-urls", PeerUrl, "--initial-advertise-peer-urls", PeerUrl, "--initial-cluster", _initialCluster ?? $"{_name}={PeerUrl}",
             "--heartbeat-interval", "50", "--election-timeout", "500",
             "--logger", "zap", "--log-outputs", _dir.File("etcd.log"),
-        }.Concat(_extraArgs))
+        }.Concat(_tls?.ServerArgs() ?? []).Concat(_extraArgs))
         {
             info.ArgumentList.Add(arg);
         }
@@ -201,6 +216,11 @@ internal sealed class EtcdServer : IAsyncDisposable
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+    }
+
+    private async Task WaitUntilAnsweringAsync()
+    {
+        var process = _process!;
 
         // Up means: a linearizable read is answered (a leader is elected), or an auth error says so.
         await Poll.UntilAsync(

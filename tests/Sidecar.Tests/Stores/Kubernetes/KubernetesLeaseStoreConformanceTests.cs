@@ -2,12 +2,13 @@ using LeaderSidecar.Election;
 using LeaderSidecar.Stores.Kubernetes;
 using LeaderSidecar.Testing.LeaseApi;
 using LeaderSidecar.Testing.LeaseApi.Auth;
+using LeaderSidecar.Testing.LeaseApi.Faults;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LeaderSidecar.Tests.Stores.Kubernetes;
 
 /// <summary>The store contract for the Kubernetes Lease, on the Lease API test server over TLS.</summary>
-public sealed class KubernetesLeaseStoreConformanceTests : LeaseStoreConformanceTests
+public sealed class KubernetesLeaseStoreConformanceTests : RemoteLeaseStoreConformanceTests
 {
     private const string Namespace = "demo";
     private const string Name = "app";
@@ -33,14 +34,7 @@ public sealed class KubernetesLeaseStoreConformanceTests : LeaseStoreConformance
         await base.DisposeAsync();
     }
 
-    protected override Task<ILeaseStore> ConnectAsync()
-    {
-        var kubeconfig = _dir.File($"kubeconfig-{Guid.NewGuid():N}");
-        _server.WriteKubeconfig(kubeconfig, "replica", Namespace);
-        var store = new KubernetesLeaseStore(KubernetesConnection.FromKubeconfig(kubeconfig), Namespace, Name, TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger<KubernetesLeaseStore>.Instance);
-        _stores.Add(store);
-        return Task.FromResult<ILeaseStore>(store);
-    }
+    protected override Task<ILeaseStore> ConnectAsync() => Task.FromResult(Connect("replica"));
 
     protected override Task DeleteLeaseAsync()
     {
@@ -64,5 +58,38 @@ public sealed class KubernetesLeaseStoreConformanceTests : LeaseStoreConformance
     {
         _server.Faults.RefuseConnections = true;
         return ConnectAsync();
+    }
+
+    // The API server validates every Lease, so only an answer garbled on the way (a broken proxy)
+    // can be something other than a Lease.
+    protected override Task<ILeaseStore> ConnectToInvalidLeaseAsync()
+    {
+        _server.Faults.FailAll(FaultResponse.PlainText(200, "this is not a lease"), new RequestFilter(ApiVerb.Get));
+        return ConnectAsync();
+    }
+
+    // A service account with a token, and no RBAC rule for leases: 403.
+    protected override Task<ILeaseStore> ConnectWithoutPermissionAsync()
+    {
+        _server.Tokens.Set("nobody", new ApiUser("system:serviceaccount:demo:nobody", []));
+        return Task.FromResult(Connect("nobody"));
+    }
+
+    // A token the API server does not know (revoked, or from another cluster): 401.
+    protected override Task<ILeaseStore> ConnectWithRejectedCredentialsAsync() => Task.FromResult(Connect("unknown-token"));
+
+    protected override Task<ILeaseStore> ConnectToStalledServerAsync(TimeSpan requestTimeout)
+    {
+        _server.Faults.Hang();
+        return Task.FromResult(Connect("replica", requestTimeout));
+    }
+
+    private ILeaseStore Connect(string token, TimeSpan? requestTimeout = null)
+    {
+        var kubeconfig = _dir.File($"kubeconfig-{Guid.NewGuid():N}");
+        _server.WriteKubeconfig(kubeconfig, token, Namespace);
+        var store = new KubernetesLeaseStore(KubernetesConnection.FromKubeconfig(kubeconfig), Namespace, Name, requestTimeout ?? TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger<KubernetesLeaseStore>.Instance);
+        _stores.Add(store);
+        return store;
     }
 }

@@ -158,7 +158,7 @@ public sealed class KubernetesLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_watch_that_is_too_old_ends_and_the_next_watch_lists_before_it_yields()
     {
-        var logs = new ListLogger();
+        var logs = new ListLogger<KubernetesLeaseStore>();
         var store = Store("token-a", logger: logs);
         var created = await store.CreateAsync(Record("a"), _ct);
         await using (var first = store.WatchAsync(_ct).GetAsyncEnumerator(_ct))
@@ -302,7 +302,7 @@ public sealed class KubernetesLeaseStoreTests : IAsyncLifetime
     {
         await using var quiet = await LeaseApiServer.StartAsync(new LeaseApiServerOptions { RequireAuthentication = false, BookmarkInterval = TimeSpan.FromHours(1) });
         var time = new FakeTimeProvider();
-        var logs = new ListLogger();
+        var logs = new ListLogger<KubernetesLeaseStore>();
         using var store = QuietStore(quiet, time, logs);
         await using var watch = store.WatchAsync(_ct).GetAsyncEnumerator(_ct);
         Assert.True(await watch.MoveNextAsync());
@@ -423,35 +423,5 @@ public sealed class KubernetesLeaseStoreTests : IAsyncLifetime
         _stores.ForEach(s => s.Dispose());
         await _server.DisposeAsync();
         _dir.Dispose();
-    }
-
-    /// <summary>Keeps what the store logs, to check its levels.</summary>
-    private sealed class ListLogger : ILogger<KubernetesLeaseStore>
-    {
-        private readonly List<(LogLevel Level, string Message)> _entries = [];
-
-        public IReadOnlyList<(LogLevel Level, string Message)> Entries
-        {
-            get
-            {
-                lock (_entries)
-                {
-                    return [.. _entries];
-                }
-            }
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            lock (_entries)
-            {
-                _entries.Add((logLevel, formatter(state, exception)));
-            }
-        }
     }
 }

@@ -1,0 +1,189 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+
+namespace LeaderSidecar.Bench;
+
+/// <summary>
+/// The etcd backend (<c>bench/run --backend etcd</c>): one real etcd member (Debian's
+/// <c>etcd-server</c>) on free loopback ports with a data directory in the run's scratch directory,
+/// started before the first scenario and killed after the last. A counted daemon reaches etcd
+/// through its own <see cref="CountingProxy"/>, so its requests are counted per replica on the
+/// wire; the others connect directly. There is no polling reference on etcd: the report puts the
+/// Kubernetes section's figures beside these.
+/// </summary>
+internal sealed partial class EtcdBackend : Backend
+{
+    private const string Range = "etcdserverpb.KV/Range";
+    private const string Txn = "etcdserverpb.KV/Txn";
+    private const string Watch = "etcdserverpb.Watch/Watch";
+    private const string Other = "other";
+
+    private static readonly RequestColumn[] Columns =
+    [
+        new(Range, "Range", RequestKind.Read),
+        new(Txn, "Txn", RequestKind.Write),
+        new(Watch, "Watch (opened)", RequestKind.Read),
+        new(Other, "other calls", RequestKind.Read),
+        new(CountingProxy.Messages, "gRPC messages", RequestKind.NotARequest),
+        new(CountingProxy.Pings, "HTTP/2 pings", RequestKind.NotARequest),
+        new(CountingProxy.Connections, "connections opened", RequestKind.NotARequest),
+    ];
+
+    private readonly Process _process;
+    private readonly Uri _endpoint;
+    private readonly string _version;
+    private readonly ConcurrentDictionary<(string Lease, string Identity), CountingProxy> _proxies = new();
+
+    private EtcdBackend(Process process, Uri endpoint, string version)
+    {
+        _process = process;
+        _endpoint = endpoint;
+        _version = version;
+    }
+
+    public override string Section => "etcd";
+
+    public override string Title => "etcd backend, on a real etcd";
+
+    public override string Name => "etcd";
+
+    public override string Description => Report.F(
+        $"a real etcd {_version} (Debian `etcd-server`), one member on {_endpoint.Authority}, default heartbeat and election timeout, data in a temporary directory; started and stopped by the harness");
+
+    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
+
+    public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
+
+    public override string CountSource =>
+        "a counting TCP proxy in front of etcd, one per replica, which reads the gRPC method of each new HTTP/2 stream and counts the gRPC messages, pings and connections the daemon sends (a watch counts once, when its stream opens)";
+
+    /// <summary>Starts etcd in <paramref name="scratch"/> and waits until it has a leader.</summary>
+    public static async Task<EtcdBackend> StartAsync(string scratch)
+    {
+        var version = await VersionAsync();
+        var client = $"http://127.0.0.1:{Harness.FreePort()}";
+        var peer = $"http://127.0.0.1:{Harness.FreePort()}";
+        var directory = Directory.CreateDirectory(Path.Combine(scratch, "etcd")).FullName;
+        var info = Daemon.StartInfo("etcd", [
+            "--name", "bench", "--data-dir", Path.Combine(directory, "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"bench={peer}",
+            "--logger", "zap", "--log-outputs", Path.Combine(directory, "etcd.log")]);
+        var process = Daemon.Track(Process.Start(info)!);
+
+        // Drained, not closed: a Go program writing to a closed pipe dies of SIGPIPE.
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var etcd = new EtcdBackend(process, new Uri(client), version);
+        try
+        {
+            // /health says true once the member has a leader and answers a read through raft.
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                if (process.HasExited)
+                {
+                    throw new InvalidOperationException($"etcd exited with {process.ExitCode}: {Tail(Path.Combine(directory, "etcd.log"))}");
+                }
+
+                try
+                {
+                    if ((await Harness.Http.GetStringAsync(new Uri(etcd._endpoint, "/health"))).Contains("\"true\"", StringComparison.Ordinal))
+                    {
+                        return etcd;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                }
+
+                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+                {
+                    throw new TimeoutException($"etcd did not become healthy within 30 s: {Tail(Path.Combine(directory, "etcd.log"))}");
+                }
+
+                await Task.Delay(100);
+            }
+        }
+        catch
+        {
+            await etcd.DisposeAsync();
+            throw;
+        }
+    }
+
+    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    public override string[] DaemonArgs(string lease, string identity, bool counted)
+    {
+        var endpoint = counted
+            ? _proxies.GetOrAdd((lease, identity), _ => new CountingProxy(new IPEndPoint(IPAddress.Loopback, _endpoint.Port))).Address
+            : _endpoint;
+        return ["--backend", "etcd", "--etcd-endpoints", endpoint.GetLeftPart(UriPartial.Authority), "--namespace", "bench", "--lease-name", lease];
+    }
+
+    public override Dictionary<string, long>? ServerCounts(string lease, string identity)
+    {
+        if (!_proxies.TryGetValue((lease, identity), out var proxy))
+        {
+            return null;
+        }
+
+        var seen = proxy.Snapshot();
+        var counts = Columns.ToDictionary(c => c.Key, c => seen.GetValueOrDefault(c.Key));
+        counts[Other] = seen.Where(p => !p.Key.StartsWith('(') && !counts.ContainsKey(p.Key)).Sum(p => p.Value)
+            + seen.GetValueOrDefault(CountingProxy.Unreadable);
+        return counts;
+    }
+
+    /// <summary>etcd's own <c>grpc_server_started_total</c> by method ("etcdserverpb.KV/Txn"), every client together.</summary>
+    public override async Task<Dictionary<string, long>?> ServerTotalsAsync()
+    {
+        var text = await Harness.Http.GetStringAsync(new Uri(_endpoint, "/metrics"));
+        var totals = new Dictionary<string, long>();
+        foreach (Match match in StartedMetric().Matches(text))
+        {
+            var key = $"{match.Groups["service"].Value}/{match.Groups["method"].Value}";
+            totals[key] = totals.GetValueOrDefault(key) + (long)double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture);
+        }
+
+        return totals;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        foreach (var proxy in _proxies.Values)
+        {
+            await proxy.DisposeAsync();
+        }
+
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+
+        Daemon.Untrack(_process);
+        _process.Dispose();
+    }
+
+    private static async Task<string> VersionAsync()
+    {
+        var info = Daemon.StartInfo("etcd", ["--version"]);
+        using var process = Process.Start(info)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return output.Split('\n')[0].Replace("etcd Version:", "", StringComparison.Ordinal).Trim();
+    }
+
+    private static string Tail(string log) =>
+        File.Exists(log) ? string.Join('\n', File.ReadLines(log).TakeLast(5)) : "(no log)";
+
+    [GeneratedRegex(@"^grpc_server_started_total\{(?=[^}]*grpc_method=""(?<method>[^""]+)"")(?=[^}]*grpc_service=""(?<service>[^""]+)"")[^}]*\} (?<value>[0-9.e+]+)", RegexOptions.Multiline)]
+    private static partial Regex StartedMetric();
+}

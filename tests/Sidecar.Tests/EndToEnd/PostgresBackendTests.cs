@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using LeaderSidecar.Tests.Stores.Postgres;
+
+namespace LeaderSidecar.Tests.EndToEnd;
+
+/// <summary>Real daemon processes on the postgres backend, against a real PostgreSQL started by the test.</summary>
+public sealed class PostgresBackendTests : IAsyncLifetime
+{
+    private const string Table = "leader_sidecar_leases";
+    private const string Where = "WHERE namespace = 'demo' AND name = 'app'";
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
+    private readonly List<DaemonProcess> _daemons = [];
+    private PostgresServer _server = null!;
+
+    public async Task InitializeAsync() => _server = await PostgresServer.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var daemon in _daemons)
+        {
+            await daemon.DisposeAsync();
+        }
+
+        _server.Resume();
+        await _server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Two_daemons_elect_one_leader_and_hand_over_through_listen_on_sigterm()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+        Assert.Contains(all[0].OutputLines, l => l.Contains($"postgres row demo/app in leader_sidecar_leases at 127.0.0.1:{_server.Port}/postgres", StringComparison.Ordinal));
+
+        var stopped = Stopwatch.StartNew();
+        leader.Terminate();
+        Assert.Equal(0, await leader.WaitForExitAsync(TimeSpan.FromSeconds(15)));
+        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
+
+        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holder_identity"));
+        Assert.Equal("1", await ColumnAsync("lease_transitions"));
+        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(3), "the handover waited for expiry instead of the release");
+    }
+
+    [Fact]
+    public async Task A_killed_leader_is_replaced_once_its_lease_runs_out()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+
+        await leader.KillAsync();
+
+        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
+        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holder_identity"));
+        Assert.Equal("1", await ColumnAsync("lease_transitions"));
+    }
+
+    [Fact]
+    public async Task A_row_deleted_in_psql_is_created_again_under_a_new_uid()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        await DaemonProcess.SingleLeaderAsync(all);
+        var uid = await ColumnAsync("uid");
+
+        await _server.PsqlAsync($"DELETE FROM {Table} {Where}");
+
+        await Poll.UntilAsync(async () => await ColumnAsync("uid") is { Length: > 0 } now && now != uid, Deadline, "the lease to be created again");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await ColumnAsync("uid"), (await leader.GetAsync("/status")).Body.GetProperty("leaseUid").GetString());
+    }
+
+    [Fact]
+    public async Task A_stranger_written_in_psql_makes_the_leader_step_down_and_is_waited_out()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+
+        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = 'stranger', lease_transitions = 5 {Where}");
+
+        // Every daemon sees the stranger hold it (the edit is a new version, and it was notified)...
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(HolderAsync))).All(h => h == "stranger"), Deadline, "both daemons to see the stranger");
+        Assert.Equal("FOLLOWER", await leader.RoleAsync());
+
+        // ...and takes it once it has not changed for its lease duration, with a new term.
+        var next = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holder_identity"));
+        Assert.Equal("6", await ColumnAsync("lease_transitions"));
+    }
+
+    [Fact]
+    public async Task Garbage_in_psql_is_judged_never_crashes_and_a_fixed_row_is_taken_again()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        // A holder far longer than any identity: an unnamed claim, waited out, never echoed whole.
+        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = repeat('x', 5000) {Where}");
+        await Poll.UntilAsync(async () => await ColumnAsync("length(holder_identity)") != "5000", Deadline, "the overlong holder to be waited out");
+        await DaemonProcess.SingleLeaderAsync(all);
+        Assert.DoesNotContain(all, d => d.Output.Contains(new string('x', 2000), StringComparison.Ordinal));
+
+        // A negative term is not a lease record: nobody leads on it, everybody says why.
+        await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = -3 {Where}");
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to lose the lease it cannot read");
+        await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record: lease_transitions -3 is negative", StringComparison.Ordinal))), Deadline, "both to log the invalid row");
+        Assert.DoesNotContain(all, d => d.HasExited);
+
+        // Fixed by hand (a non-positive duration reads as expired, as in client-go): taken at once.
+        await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = 7, lease_duration_seconds = 0, holder_identity = 'gone' {Where}");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+        Assert.Equal("8", await ColumnAsync("lease_transitions"));
+    }
+
+    [Fact]
+    public async Task A_postgres_killed_and_restarted_is_waited_for_and_one_daemon_leads_again()
+    {
+        var all = new[] { await StartAsync("a"), await StartAsync("b") };
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        await _server.StopAsync();
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to step down while PostgreSQL is gone");
+        await _server.RestartAsync();
+
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+        Assert.DoesNotContain(all, d => d.HasExited);
+    }
+
+    [Fact]
+    public async Task A_postgres_that_is_down_at_start_up_is_waited_for()
+    {
+        await _server.StopAsync();
+        var daemon = await StartAsync("a");
+        await Poll.UntilAsync(() => Task.FromResult(daemon.Output.Contains("First read of the lease failed", StringComparison.Ordinal)), Deadline, "the failed first read to be logged");
+        Assert.False(daemon.HasExited);
+
+        await _server.RestartAsync();
+
+        await Poll.UntilAsync(async () => await daemon.RoleAsync() == "LEADER", Deadline, "the daemon to lead once PostgreSQL is back");
+    }
+
+    [Fact]
+    public async Task A_least_privilege_role_from_the_shipped_sql_leads_with_the_password_from_a_file()
+    {
+        await _server.PsqlFileAsync(Deploy.Repository.PathOf("deploy/postgres/setup.sql"));
+        await _server.PsqlAsync("ALTER ROLE leader_sidecar PASSWORD 'apppw'");
+        using var dir = new TempDirectory();
+        await File.WriteAllTextAsync(dir.File("password"), "apppw\n");
+
+        var all = new[] { await StartAsync("a", "leader_sidecar", "--postgres-create-table=false", "--postgres-password-file", dir.File("password")), await StartAsync("b", "leader_sidecar", "--postgres-create-table=false", "--postgres-password-file", dir.File("password")) };
+
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+    }
+
+    [Theory]
+    [InlineData("password", "--postgres carries a password")]
+    [InlineData("table", "is not [SCHEMA.]TABLE")]
+    [InlineData("no-table", "access denied")]
+    [InlineData("rejected", "credentials rejected")]
+    public async Task Bad_input_is_one_line_and_exit_2_and_never_shows_the_password(string kind, string expected)
+    {
+        await _server.PsqlAsync("CREATE ROLE app LOGIN PASSWORD 'right-secret'");
+        var environment = new Dictionary<string, string>();
+        var args = new List<string> { "--lease-name", "app", "--namespace", "demo", "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0" };
+        switch (kind)
+        {
+            case "password":
+                args.AddRange(["--postgres", $"postgresql://app:wrong-secret@127.0.0.1:{_server.Port}/postgres"]);
+                break;
+            case "table":
+                args.AddRange(["--postgres", _server.Url(), "--postgres-table", "Robert'); DROP TABLE students;--"]);
+                break;
+            case "no-table":
+                args.AddRange(["--postgres", _server.Url(), "--postgres-create-table=false"]);
+                break;
+            default:
+                environment["LEADER_SIDECAR_POSTGRES_PASSWORD"] = "wrong-secret";
+                args.AddRange(["--postgres", _server.Url("app")]);
+                break;
+        }
+
+        var (code, stdout, stderr) = await DaemonProcess.RunToExitAsync(environment, [.. args]);
+
+        Assert.Equal(2, code);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Trim().Split('\n'));
+        Assert.DoesNotContain("secret", stdout + stderr, StringComparison.Ordinal);
+    }
+
+    private async Task<DaemonProcess> StartAsync(string identity, string user = "postgres", params string[] extra)
+    {
+        var daemon = await DaemonProcess.StartAsync(["--lease-name", "app", "--namespace", "demo", "--identity", identity, "--postgres", _server.Url(user), .. FastTiming, .. extra]);
+        _daemons.Add(daemon);
+        return daemon;
+    }
+
+    private async Task<string> ColumnAsync(string column) => await _server.PsqlAsync($"SELECT {column} FROM {Table} {Where}");
+
+    private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
+        (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
+
+    private static async Task<string?> HolderAsync(DaemonProcess daemon) =>
+        (await daemon.GetAsync("/status")).Body.GetProperty("holder").GetString();
+}

@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace LeaderSidecar.Tests;
+
+/// <summary>Keeps what a component logs, to check its events and levels.</summary>
+internal sealed class ListLogger<T> : ILogger<T>
+{
+    private readonly List<(LogLevel Level, EventId Event, string Message)> _entries = [];
+
+    public IReadOnlyList<(LogLevel Level, EventId Event, string Message)> Entries
+    {
+        get
+        {
+            lock (_entries)
+            {
+                return [.. _entries];
+            }
+        }
+    }
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        lock (_entries)
+        {
+            _entries.Add((logLevel, eventId, formatter(state, exception)));
+        }
+    }
+}
