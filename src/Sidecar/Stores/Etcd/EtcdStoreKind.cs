@@ -41,7 +41,7 @@ internal sealed class EtcdStoreKind : StoreKind
     public override Func<IServiceProvider, ILeaseStore> Create(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
         var etcd = options.Stores.Get<EtcdOptions>();
-        var password = etcd.PasswordFile is { } file ? PasswordFile.Read(file, "--etcd-password-file", "etcd") : environment(PasswordVariable);
+        var password = etcd.PasswordFile is { } file ? StoreFiles.ReadSecret("--etcd-password-file", file) : environment(PasswordVariable);
         if (etcd.User is null && !string.IsNullOrEmpty(password))
         {
             throw new StartupException($"an etcd password is given ({(etcd.PasswordFile is null ? "$" + PasswordVariable : "--etcd-password-file")}) but no --etcd-user");

@@ -76,7 +76,7 @@ internal sealed class MySqlStoreKind : StoreKind
 
         if (mysql.PasswordFile is { } file)
         {
-            connection.Password = PasswordFile.Read(file, "--mysql-password-file", "MySQL");
+            connection.Password = StoreFiles.ReadSecret("--mysql-password-file", file);
         }
         else if (environment(PasswordVariable) is { Length: > 0 } password)
         {
