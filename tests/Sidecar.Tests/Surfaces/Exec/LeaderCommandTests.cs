@@ -32,7 +32,16 @@ public sealed class LeaderCommandTests : IAsyncLifetime
     {
         if (_command is not null)
         {
-            await _command.StopAsync(CancellationToken.None);
+            // A command stopped on a fake clock gets SIGKILL only once that clock passes the grace.
+            var stopped = _command.StopAsync(CancellationToken.None);
+            await Poll.UntilAsync(
+                () =>
+                {
+                    (_time as FakeTimeProvider)?.Advance(TimeSpan.FromSeconds(1));
+                    return Task.FromResult(stopped.IsCompleted);
+                },
+                Deadline,
+                "the command to stop");
             _command.Dispose();
         }
 
@@ -205,6 +214,9 @@ public sealed class LeaderCommandTests : IAsyncLifetime
         await _command!.StopAsync(CancellationToken.None).WaitAsync(Deadline);
 
         Assert.True(Gone(pid));
+        // Stopped, not exited by itself: --exec-on-exit does not apply.
+        Assert.Empty(_exits);
+        Assert.Contains("leader_sidecar_exec_exits_total{name=\"app\",reason=\"stopped\"} 1", await ScrapeAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
