@@ -233,7 +233,17 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         if (!_process.HasExited)
         {
             _ = Kill(_process.Id, 9);
-            await _process.WaitForExitAsync();
+            // The wait includes the end of the daemon's output, which a process it started and
+            // that outlived it would hold open.
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            try
+            {
+                await _process.WaitForExitAsync(deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail($"the output of the killed daemon (pid {_process.Id}) is still open: a process it started outlives it");
+            }
         }
     }
 

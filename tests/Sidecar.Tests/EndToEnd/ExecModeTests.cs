@@ -17,10 +17,10 @@ public sealed class ExecModeTests : IAsyncLifetime
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     /// <summary>
-    /// Renews may fail for 4 s before the claim ends, and followers wait 2 s more: COMMAND must be
-    /// dead 1 s after the claim ends (the grace), well within that.
+    /// Renews may fail for 4 s before the claim ends, and followers wait 4 s more: COMMAND must be
+    /// dead 3 s after the claim ends (the grace), within that.
     /// </summary>
-    private static readonly string[] Timing = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "1s", "--exec-grace", "1s"];
+    private static readonly string[] Timing = ["--lease-duration", "8s", "--renew-deadline", "4s", "--retry-period", "1s", "--exec-grace", "3s"];
 
     private const string Script = """
         #!/bin/sh
@@ -31,8 +31,9 @@ public sealed class ExecModeTests : IAsyncLifetime
         if [ -n "$IGNORE_TERM" ]; then
           trap '' TERM
         else
-          # It takes a moment to stop, holding the lock: a release before it exited would show.
-          trap 'sleep 0.5; echo "stop $me" >> "$dir/log"; exit 0' TERM
+          # It takes 2 s to stop (within the grace), holding the lock: a release before it exited
+          # would let the next leader's COMMAND start meanwhile, and fail to take the lock.
+          trap 'sleep 2; echo "stop $me" >> "$dir/log"; exit 0' TERM
         fi
         exec 9>>"$dir/lock"
         if ! flock -n 9; then
@@ -100,6 +101,7 @@ public sealed class ExecModeTests : IAsyncLifetime
         Assert.False(File.Exists(_dir.File($"pid.{(firstId == "a" ? "b" : "a")}")));
 
         first.Terminate();
+        await UntilHandedOverAsync(term: 1);
         Assert.Equal(0, await first.WaitForExitAsync(Deadline));
         var rest = all.Where(d => d != first).ToList();
         var second = await DaemonProcess.SingleLeaderAsync(rest);
@@ -111,6 +113,27 @@ public sealed class ExecModeTests : IAsyncLifetime
         Assert.True(ProcessStat.Gone(Pid(firstId)));
         Assert.Contains("ended with exit code 0 (stopped)", first.Output, StringComparison.Ordinal);
         AssertNoOverlap();
+    }
+
+    [Fact]
+    public async Task A_resign_over_grpc_stops_the_command_before_the_release()
+    {
+        var all = await StartAsync(new Dictionary<string, string>(), ["--allow-tcp-control"], "a", "b");
+        var first = await DaemonProcess.SingleLeaderAsync(all);
+        var firstId = await IdentityAsync(first);
+        await UntilLoggedAsync($"start {firstId} term=0 ");
+
+        using (var channel = Surfaces.GrpcChannels.For(first.GrpcAddress))
+        {
+            var client = new Leadership.V1.Leadership.LeadershipClient(channel);
+            await client.ResignAsync(new Leadership.V1.ResignRequest { HoldOff = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(30)) }, deadline: DateTime.UtcNow.Add(Deadline));
+        }
+
+        await UntilHandedOverAsync(term: 1);
+        var second = all.Single(d => d != first);
+        Assert.Same(second, await DaemonProcess.SingleLeaderAsync(all));
+        var log = Log();
+        Assert.True(log.IndexOf($"stop {firstId}") < log.FindIndex(l => l.Contains(" term=1 ", StringComparison.Ordinal)), string.Join('\n', log));
     }
 
     [Fact]
@@ -143,7 +166,7 @@ public sealed class ExecModeTests : IAsyncLifetime
 
         Assert.Equal(3, await daemon.WaitForExitAsync(Deadline));
         Assert.True(ProcessStat.Gone(pid));
-        Assert.Contains("did not exit within 1s of SIGTERM; killed it with SIGKILL", daemon.Output, StringComparison.Ordinal);
+        Assert.Contains("did not exit within 3s of SIGTERM; killed it with SIGKILL", daemon.Output, StringComparison.Ordinal);
         Assert.Equal("", LeaseHolder());
         Assert.DoesNotContain("stop a", Log());
     }
@@ -169,7 +192,7 @@ public sealed class ExecModeTests : IAsyncLifetime
         await UntilLoggedAsync("start ", count: 2);
         var next = Log().Where(l => l.StartsWith("start ", StringComparison.Ordinal)).Last();
         Assert.StartsWith($"start {(crashed == "a" ? "b" : "a")} term=1 ", next, StringComparison.Ordinal);
-        var resigned = all.Single(d => d.OutputLines.Any(l => l.Contains("resigning for 6s so another replica runs it", StringComparison.Ordinal)));
+        var resigned = all.Single(d => d.OutputLines.Any(l => l.Contains("resigning for 8s so another replica runs it", StringComparison.Ordinal)));
         Assert.Equal(crashed, await IdentityAsync(resigned));
         Assert.Same(all.Single(d => d != resigned), await DaemonProcess.SingleLeaderAsync(all));
         Assert.Contains("leader_sidecar_exec_exits_total{name=\"e2e\",reason=\"failed\"} 1", await MetricsAsync(resigned), StringComparison.Ordinal);
@@ -231,6 +254,13 @@ public sealed class ExecModeTests : IAsyncLifetime
 
     private Task UntilLoggedAsync(string prefix, int count = 1) =>
         Poll.UntilAsync(() => Task.FromResult(Log().Count(l => l.StartsWith(prefix, StringComparison.Ordinal)) >= count), Deadline, $"{count} line(s) \"{prefix}...\" in the log:\n{string.Join('\n', Log())}");
+
+    /// <summary>Waits until a COMMAND started under <paramref name="term"/>, or one could not take the lock; fails on the latter.</summary>
+    private async Task UntilHandedOverAsync(long term)
+    {
+        await Poll.UntilAsync(() => Task.FromResult(Log().Any(l => l.StartsWith("OVERLAP", StringComparison.Ordinal) || l.Contains($" term={term} ", StringComparison.Ordinal))), Deadline, $"a COMMAND under term {term}:\n{string.Join('\n', Log())}");
+        AssertNoOverlap();
+    }
 
     private void AssertNoOverlap() =>
         Assert.DoesNotContain(Log(), l => l.StartsWith("OVERLAP", StringComparison.Ordinal));

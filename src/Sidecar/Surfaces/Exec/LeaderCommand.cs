@@ -172,7 +172,7 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
                     previous = claim;
                 }
 
-                if (await RunOnceAsync(claim, stop) is not { } run || !ExitedWhileLeading(claim))
+                if (await RunOnceAsync(claim, stop) is not { } run || !ExitedWhileLeading(claim, run))
                 {
                     continue;
                 }
@@ -203,11 +203,12 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Waits until this replica leads; returns its claim.</summary>
+    /// <summary>Waits until this replica leads; returns its claim. Throws once <paramref name="stop"/> is cancelled.</summary>
     private async Task<Claim> NextClaimAsync(CancellationToken stop)
     {
         while (true)
         {
+            stop.ThrowIfCancellationRequested();
             Task changed;
             lock (_gate)
             {
@@ -264,7 +265,7 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
         {
             LogStartFailed(_logger, Name, e.Message);
             _metrics?.ExecExited("failed");
-            return new Run(127, TimeSpan.Zero);
+            return new Run(127, TimeSpan.Zero, BySelf: true);
         }
 
         using (process)
@@ -277,7 +278,8 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
             using var claimEnded = CancellationTokenSource.CreateLinkedTokenSource(stop);
             var ended = UntilClaimEndsAsync(claim, Timeout.InfiniteTimeSpan, claimEnded.Token);
             string reason;
-            if (await Task.WhenAny(exited, ended) == exited)
+            var bySelf = await Task.WhenAny(exited, ended) == exited;
+            if (bySelf)
             {
                 await claimEnded.CancelAsync();
                 reason = process.ExitCode == 0 ? "exited" : "failed";
@@ -298,11 +300,15 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
                 _exit(KilledAtShutdown);
             }
 
-            return new Run(process.ExitCode, _time.GetElapsedTime(startedAt));
+            return new Run(process.ExitCode, _time.GetElapsedTime(startedAt), bySelf);
         }
     }
 
-    /// <summary>The stop signal to COMMAND's process group, then SIGKILL after the grace. Returns the exit reason.</summary>
+    /// <summary>
+    /// The stop signal to COMMAND's process group, then SIGKILL after the grace. Returns the exit
+    /// reason. A stop within milliseconds of the start can reach the re-exec before it became
+    /// COMMAND; the runtime takes that signal and COMMAND never sees it, so it ends at the grace.
+    /// </summary>
     private async Task<string> TerminateAsync(int pid, Task exited)
     {
         LogStopping(_logger, Name, pid, _options.StopSignal.Name, GoDuration.Format(_options.Grace));
@@ -322,11 +328,11 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
     }
 
     /// <summary>Whether COMMAND ended by itself while its claim still held, outside a shutdown: then <c>--exec-on-exit</c> applies.</summary>
-    private bool ExitedWhileLeading(Claim claim)
+    private bool ExitedWhileLeading(Claim claim, Run run)
     {
         lock (_gate)
         {
-            return _wanted == claim && !_shuttingDown.IsCancellationRequested;
+            return run.BySelf && _wanted == claim && !_shuttingDown.IsCancellationRequested;
         }
     }
 
@@ -378,7 +384,8 @@ internal sealed partial class LeaderCommand : IHostedService, IDisposable
     /// <param name="Number">Counts claims, so a claim regained after a gap is a new one.</param>
     private sealed record Claim(long Number, string Identity, long? Term, string LeaseUid);
 
-    private readonly record struct Run(int ExitCode, TimeSpan Lasted);
+    /// <param name="BySelf">It exited (or could not start) without being asked to stop.</param>
+    private readonly record struct Run(int ExitCode, TimeSpan Lasted, bool BySelf);
 
     [LoggerMessage(EventId = 1200, EventName = "ExecStarted", Level = LogLevel.Information,
         Message = "Leading: started {Command} as process {Pid} (term {Term}, lease uid {LeaseUid})")]

@@ -36,32 +36,18 @@ internal sealed class LeadershipService(
         using var open = streams.TryOpen(WatchSurface.Grpc)
             ?? throw new RpcException(new RpcStatus(StatusCode.ResourceExhausted, $"{WatchStreams.MaxOpen} Watch streams are open already; try again later"));
         using var ends = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, drain.Closing);
-        var sent = 0L;
         try
         {
             await foreach (var status in state.WatchAsync(ends.Token))
             {
                 await responseStream.WriteAsync(StatusMessage.From(status, drain.Draining, time), ends.Token);
-                sent = status.Revision;
-                open.Wrote(sent);
+                open.Wrote(status.Revision);
             }
         }
         catch (OperationCanceledException) when (drain.Closing.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
             // The sidecar is shutting down after the release: send the final status, then end.
-            var last = state.Current;
-            if (last.Revision > sent)
-            {
-                using var timeout = new CancellationTokenSource(WatchStreams.FinalWriteTimeout, time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.CancellationToken);
-                try
-                {
-                    await responseStream.WriteAsync(StatusMessage.From(last, drain.Draining, time), linked.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            }
+            await open.WriteFinalAsync(state.Current, (last, ct) => responseStream.WriteAsync(StatusMessage.From(last, drain.Draining, time), ct), time, context.CancellationToken);
         }
     }
 

@@ -1,3 +1,5 @@
+using LeaderSidecar.Election;
+
 namespace LeaderSidecar.Surfaces.Grpc;
 
 /// <summary>Which surface a watch stream is open on.</summary>
@@ -18,7 +20,7 @@ internal enum WatchSurface
 internal sealed class WatchStreams
 {
     /// <summary>How long the final status may take to reach a client when the server closes a stream.</summary>
-    public static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The most streams open at once, on both surfaces together. Connections and streams per connection are bounded by the
@@ -130,6 +132,28 @@ internal sealed class WatchStreams
 
         /// <summary>The newest revision written to this stream.</summary>
         public long Delivered { get; private set; }
+
+        /// <summary>
+        /// When the server closes the stream after the release: writes <paramref name="last"/> with
+        /// <paramref name="write"/> unless the stream carried it already, within a second.
+        /// </summary>
+        public async Task WriteFinalAsync(LeadershipStatus last, Func<LeadershipStatus, CancellationToken, Task> write, TimeProvider time, CancellationToken aborted)
+        {
+            if (last.Revision <= Delivered)
+            {
+                return;
+            }
+
+            using var timeout = new CancellationTokenSource(FinalWriteTimeout, time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, aborted);
+            try
+            {
+                await write(last, linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
 
         /// <summary>Records that the status with <paramref name="revision"/> was written.</summary>
         public void Wrote(long revision)

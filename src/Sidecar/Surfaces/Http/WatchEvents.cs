@@ -93,19 +93,7 @@ internal static class WatchEvents
         catch (OperationCanceledException) when (drain.Closing.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
         {
             // The sidecar is shutting down after the release: send the final status, then end.
-            var last = state.Current;
-            if (last.Revision > sent)
-            {
-                using var timeout = new CancellationTokenSource(WatchStreams.FinalWriteTimeout, time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.RequestAborted);
-                try
-                {
-                    await WriteAsync(response, last, time, linked.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            }
+            await open.WriteFinalAsync(state.Current, (last, ct) => WriteAsync(response, last, time, ct), time, context.RequestAborted);
         }
     }
 

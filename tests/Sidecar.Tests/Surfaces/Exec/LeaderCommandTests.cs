@@ -32,7 +32,16 @@ public sealed class LeaderCommandTests : IAsyncLifetime
     {
         if (_command is not null)
         {
-            await _command.StopAsync(CancellationToken.None);
+            // A command stopped on a fake clock gets SIGKILL only once that clock passes the grace.
+            var stopped = _command.StopAsync(CancellationToken.None);
+            await Poll.UntilAsync(
+                () =>
+                {
+                    (_time as TimerWatch)?.Inner.Advance(TimeSpan.FromSeconds(1));
+                    return Task.FromResult(stopped.IsCompleted);
+                },
+                Deadline,
+                "the command to stop");
             _command.Dispose();
         }
 
@@ -171,28 +180,27 @@ public sealed class LeaderCommandTests : IAsyncLifetime
     [Fact]
     public async Task On_exit_restart_runs_it_again_under_the_same_claim_with_a_growing_backoff()
     {
-        var time = new FakeTimeProvider();
+        var time = new TimerWatch(new FakeTimeProvider());
         _time = time;
         Start($"echo $LEADER_SIDECAR_TERM >> {_dir.File("runs")}; n=$(wc -l < {_dir.File("runs")}); [ $n -ge 3 ] && exec sleep 1000; exit 1", onExit: ExecOnExit.Restart);
         Publish(Role.Leader, term: 4);
-        await Poll.UntilAsync(() => Task.FromResult(Runs() == 1), Deadline, "the first run");
 
-        // Nothing runs again before the backoff has passed on the sidecar's clock.
-        await Poll.UntilAsync(async () => (await ScrapeAsync()).Contains("reason=\"failed\"} 1", StringComparison.Ordinal), Deadline, "the first exit");
+        // Each quick exit asks the clock for a delay, twice as long as the one before, and nothing
+        // runs again until that delay has passed on the sidecar's clock.
+        await time.UntilTimerAsync(LeaderCommand.RestartBackoffInitial);
         Assert.Equal(1, Runs());
-        await Poll.UntilAsync(
-            () =>
-            {
-                time.Advance(TimeSpan.FromMilliseconds(500));
-                return Task.FromResult(Runs() == 3);
-            },
-            Deadline,
-            "two restarts");
+        time.Inner.Advance(LeaderCommand.RestartBackoffInitial);
+        await Poll.UntilAsync(() => Task.FromResult(Runs() == 2), Deadline, "the first restart");
+
+        await time.UntilTimerAsync(LeaderCommand.RestartBackoffInitial * 2);
+        Assert.Equal(2, Runs());
+        time.Inner.Advance(LeaderCommand.RestartBackoffInitial * 2);
+        await Poll.UntilAsync(() => Task.FromResult(Runs() == 3), Deadline, "the second restart");
 
         Assert.Equal(["4", "4", "4"], File.ReadAllLines(_dir.File("runs")));
+        Assert.Contains("reason=\"failed\"} 2", await ScrapeAsync(), StringComparison.Ordinal);
         Assert.Empty(_exits);
         Assert.Empty(_resigns);
-        Assert.True(time.GetUtcNow() - new FakeTimeProvider().GetUtcNow() >= LeaderCommand.RestartBackoffInitial * 3, "waited 1 s, then 2 s");
     }
 
     [Fact]
@@ -205,6 +213,9 @@ public sealed class LeaderCommandTests : IAsyncLifetime
         await _command!.StopAsync(CancellationToken.None).WaitAsync(Deadline);
 
         Assert.True(Gone(pid));
+        // Stopped, not exited by itself: --exec-on-exit does not apply.
+        Assert.Empty(_exits);
+        Assert.Contains("leader_sidecar_exec_exits_total{name=\"app\",reason=\"stopped\"} 1", await ScrapeAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -301,6 +312,43 @@ public sealed class LeaderCommandTests : IAsyncLifetime
         using var stream = new MemoryStream();
         await _metrics.WriteAsync(stream, CancellationToken.None);
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    /// <summary>A fake clock that notes the due time of every timer made on it.</summary>
+    private sealed class TimerWatch(FakeTimeProvider inner) : TimeProvider
+    {
+        private readonly List<TimeSpan> _dueTimes = [];
+
+        public FakeTimeProvider Inner => inner;
+
+        public override long GetTimestamp() => inner.GetTimestamp();
+
+        public override long TimestampFrequency => inner.TimestampFrequency;
+
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            lock (_dueTimes)
+            {
+                _dueTimes.Add(dueTime);
+            }
+
+            return inner.CreateTimer(callback, state, dueTime, period);
+        }
+
+        /// <summary>Waits until a timer due in <paramref name="dueTime"/> has been made.</summary>
+        public Task UntilTimerAsync(TimeSpan dueTime) =>
+            Poll.UntilAsync(
+                () =>
+                {
+                    lock (_dueTimes)
+                    {
+                        return Task.FromResult(_dueTimes.Contains(dueTime));
+                    }
+                },
+                Deadline,
+                $"a timer due in {dueTime}");
     }
 
     /// <summary>The session id of a process (field 6 of <c>/proc/PID/stat</c>).</summary>
