@@ -20,6 +20,12 @@ internal static class Program
             return ExecChild.Run(args);
         }
 
+        // `leader-sidecar status` and `resign`: a client of a running sidecar, not a daemon.
+        if (Cli.ControlCommand.IsRequested(args))
+        {
+            return await Cli.ControlCommand.RunAsync(args, Environment.GetEnvironmentVariable);
+        }
+
         // Before anything opens descriptors: the connection limits are derived from this limit.
         FileDescriptors.RaiseSoftLimit();
         switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable))

@@ -258,6 +258,7 @@ internal static partial class CommandLine
         text.AppendLine("leader-sidecar: holds a leader-election lease for this replica and tells the app whether it leads.");
         text.AppendLine();
         text.AppendLine("Usage: leader-sidecar --lease-name NAME [flags] [-- COMMAND [ARGS...]]");
+        text.AppendLine("       leader-sidecar status | resign [--hold-off D]   (ask a running sidecar; status --help)");
         text.AppendLine();
         text.AppendLine("With a COMMAND (exec mode), it runs only while this replica leads, with LEADER_SIDECAR_TERM,");
         text.AppendLine("LEADER_SIDECAR_LEASE_UID and LEADER_SIDECAR_IDENTITY in its environment, and is stopped before");

@@ -23,7 +23,14 @@ internal sealed class ControlToken
     /// HTTP/2 header.
     /// </summary>
     /// <returns>The token, or null and <paramref name="error"/> naming the problem (never the token).</returns>
-    public static ControlToken? Read(string path, out string error)
+    public static ControlToken? Read(string path, out string error) =>
+        ReadText(path, out error) is { } text ? new ControlToken(Hash(text)) : null;
+
+    /// <summary>
+    /// The token's text, checked as <see cref="Read"/> checks it: for a client that presents it
+    /// (<c>leader-sidecar resign</c>). Null and <paramref name="error"/> when it is not a token.
+    /// </summary>
+    public static string? ReadText(string path, out string error)
     {
         error = "";
         string text;
@@ -65,7 +72,7 @@ internal sealed class ControlToken
             return null;
         }
 
-        return new ControlToken(Hash(text));
+        return text;
     }
 
     /// <summary>Whether <paramref name="presented"/> is this token, in time independent of where they differ.</summary>

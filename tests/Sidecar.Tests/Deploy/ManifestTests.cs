@@ -139,6 +139,17 @@ public sealed class ManifestTests
 
     [Theory]
     [MemberData(nameof(ExampleDeployment.Variants), MemberType = typeof(ExampleDeployment))]
+    public void The_grpc_address_is_in_the_environment_so_that_an_exec_of_status_or_resign_finds_the_socket(string variant)
+    {
+        // `kubectl exec POD -c leader-sidecar -- /leader-sidecar resign` inherits the container's
+        // environment, never the daemon's flags.
+        var example = ExampleDeployment.Load(variant);
+        Assert.DoesNotContain(example.SidecarArgs, a => a.StartsWith("--grpc-address", StringComparison.Ordinal));
+        Assert.Equal(example.SidecarOptions.GrpcAddress.ToString(), example.SidecarEnvironment["LEADER_SIDECAR_GRPC_ADDRESS"]);
+    }
+
+    [Theory]
+    [MemberData(nameof(ExampleDeployment.Variants), MemberType = typeof(ExampleDeployment))]
     public void The_leader_file_and_the_socket_live_in_an_empty_dir_mounted_in_both_containers(string variant)
     {
         var example = ExampleDeployment.Load(variant);

@@ -90,7 +90,7 @@ public sealed partial class RbacTests : IAsyncLifetime
             {
                 "POD_NAME" => $"--identity={value}",
                 "POD_NAMESPACE" => $"--namespace={Namespace}",
-                _ when name.StartsWith("LEADER_SIDECAR_", StringComparison.Ordinal) => $"--{name["LEADER_SIDECAR_".Length..].ToLowerInvariant().Replace('_', '-')}={value}",
+                _ when name.StartsWith("LEADER_SIDECAR_", StringComparison.Ordinal) => $"--{name["LEADER_SIDECAR_".Length..].ToLowerInvariant().Replace('_', '-')}={value.Replace(shared, _dir.Path, StringComparison.Ordinal)}",
                 _ => throw new Xunit.Sdk.XunitException($"{variant}: sidecar variable {name} has no flag twin"),
             });
         }
