@@ -18,8 +18,11 @@ WORKDIR /src
 # Directory.Build.props, Directory.Packages.props, global.json and proto/ beside src/.
 COPY . .
 # Exactly the publish that scripts/test runs and whose binary the end-to-end tests exercise, apart
-# from the output directory. It builds for the architecture it runs on (native AOT does not
-# cross-compile between architectures), so build on, or emulate, the nodes' architecture.
+# from the output directory. It builds for the architecture it runs on, so one Dockerfile builds
+# both: `docker buildx build --platform linux/amd64,linux/arm64 ...` runs this stage once per
+# platform (the arm64 one under QEMU emulation where the builder is x64, which is slow). The test
+# suite instead cross-compiles with `-r linux-arm64` and runs the arm64 binary under qemu-user
+# (scripts/arm64-smoke).
 RUN dotnet publish src/Sidecar -c Release -o /out
 
 # --- runtime ---------------------------------------------------------------------------------------
