@@ -69,7 +69,10 @@ public sealed class WhoMayLeadTests : IAsyncLifetime
         await Poll.UntilAsync(() => Task.FromResult(Logged(a, AcquiredUnfit) || Logged(b, AcquiredUnfit)), Deadline, "an unhealthy replica leads anyway");
         var again = await DaemonProcess.SingleLeaderAsync([a, b]);
         Assert.True(Logged(again, AcquiredUnfit));
-        Assert.Equal(1, (await again.RoleAndTermAsync()).Term);
+
+        // Term 1, or 2 when the follower's own check failed only after it had taken the release:
+        // then it stood aside too (each replica at most once), and an unhealthy one took it last.
+        Assert.InRange((await again.RoleAndTermAsync()).Term ?? -1, 1, 2);
         _group.AssertOneLeaderAtATime();
     }
 
