@@ -46,6 +46,27 @@ public sealed record ElectionOptions
     public TimeSpan RequestTimeout => RenewDeadline / 2;
 
     /// <summary>
+    /// Whether this candidate campaigns at all (default true). An observer (false) never writes the
+    /// lease: it watches it and publishes the holder like any follower, so it can report and be
+    /// monitored without ever leading.
+    /// </summary>
+    public bool Campaign { get; init; } = true;
+
+    /// <summary>
+    /// How much longer than others this candidate waits before taking a free or expired lease
+    /// (default zero), so that undelayed candidates win: preferred replicas, or the new pods of a
+    /// rolling update over the old ones. It never delays renewing a lease this candidate holds.
+    /// </summary>
+    public TimeSpan CampaignDelay { get; init; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// A leader whose <see cref="CampaignGate"/> closes stands aside (releases the lease) at most once
+    /// in this interval (four lease durations, 1 min by default), so a flapping health check cannot
+    /// make leadership flap: within the interval it keeps leading, unfit or not.
+    /// </summary>
+    public TimeSpan StandAsideInterval => LeaseDuration * 4;
+
+    /// <summary>
     /// Checks client-go's rule <c>leaseDuration &gt; renewDeadline &gt; 1.2 × retryPeriod &gt; 0</c>.
     /// </summary>
     /// <returns><see langword="null"/> when valid, else one line naming the problem.</returns>
@@ -81,6 +102,11 @@ public sealed record ElectionOptions
             // The Lease stores whole seconds; a fractional duration would silently be rounded for the
             // followers while this candidate kept its own, different idea of it.
             return $"lease duration must be a whole number of seconds (got {Format(LeaseDuration)})";
+        }
+
+        if (CampaignDelay < TimeSpan.Zero)
+        {
+            return $"campaign delay must not be negative (got {Format(CampaignDelay)})";
         }
 
         return null;

@@ -15,6 +15,11 @@ public interface IElectionMetrics
 
     /// <summary>The lease's term is at its maximum, so this candidate cannot take it with a new one.</summary>
     void TermExhausted();
+
+    /// <summary>This leader stepped down and released because its <see cref="CampaignGate"/> closed.</summary>
+    void StoodAside()
+    {
+    }
 }
 
 /// <summary>Discards everything.</summary>

@@ -59,4 +59,16 @@ public sealed partial class LeaderElector
     [LoggerMessage(EventId = 14, EventName = "TermExhausted", Level = LogLevel.Error,
         Message = "Cannot take {Lease}: its term (leaseTransitions) is at its maximum, so a new holder would share a fencing term with an earlier one; delete the lease to start a new one")]
     private static partial void LogTermExhausted(ILogger logger, string lease);
+
+    [LoggerMessage(EventId = 15, EventName = "StandingAside", Level = LogLevel.Warning,
+        Message = "Not fit to lead ({Reason}): stepping down and releasing the lease so a fit replica takes over")]
+    private static partial void LogStandingAside(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 16, EventName = "AcquiredUnfit", Level = LogLevel.Warning,
+        Message = "Took the lease although not fit to lead ({Reason}): nobody fit took it within a lease duration, and an unfit leader beats none; keeping it until fit again")]
+    private static partial void LogAcquiredUnfit(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 17, EventName = "StandAsideDeferred", Level = LogLevel.Warning,
+        Message = "Not fit to lead ({Reason}), but this replica stood aside recently; keeping the lease for at least {Seconds:0} s more, so leadership does not flap")]
+    private static partial void LogStandAsideDeferred(ILogger logger, string reason, double seconds);
 }

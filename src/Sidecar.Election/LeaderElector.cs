@@ -40,8 +40,16 @@ namespace LeaderSidecar.Election;
 /// taken within milliseconds; while the watch is down they poll every <c>RetryPeriod</c>.
 /// </para>
 /// <para>
-/// Threading: one loop (<see cref="RunAsync"/>) owns all election state. The watch and the
-/// <see cref="ResignAsync"/>/<see cref="StopAsync"/> callers talk to it through an inbox.
+/// Who may lead: an observer (<see cref="ElectionOptions.Campaign"/> false) never writes; a
+/// <see cref="ElectionOptions.CampaignDelay"/> lets undelayed candidates take a free or expired
+/// lease first; a closed <see cref="CampaignGate"/> makes a follower wait a further lease duration
+/// and a leader stand aside (rules at <see cref="CampaignAt"/> and <see cref="MustStandAside"/>).
+/// None of them changes when a lease may be taken, only whether and how much later to try, so the
+/// safety argument above is untouched.
+/// </para>
+/// <para>
+/// Threading: one loop (<see cref="RunAsync"/>) owns all election state. The watch, the gate and
+/// the <see cref="ResignAsync"/>/<see cref="StopAsync"/> callers talk to it through an inbox.
 /// </para>
 /// </remarks>
 public sealed partial class LeaderElector : IDisposable
@@ -55,6 +63,8 @@ public sealed partial class LeaderElector : IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly IElectionMetrics _metrics;
+    private readonly CampaignGate? _gate;
+    private readonly Func<CancellationToken, Task>? _beforeStandAsideRelease;
     private readonly Channel<Message> _inbox = Channel.CreateUnbounded<Message>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _publishGate = new();
     private readonly TaskCompletionSource _loopExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -76,6 +86,10 @@ public sealed partial class LeaderElector : IDisposable
     private long _holdOffUntil;
     private Task<bool>? _pendingRead;
     private long _busySince;
+    private bool _gateOpen = true;
+    private long? _stoodAsideAt;
+    private bool _acquiredUnfit;
+    private bool _standAsideDeferred;
 
     // Shared with ResignAsync/StopAsync callers; guarded by _publishGate.
     private bool _resigning;
@@ -87,7 +101,9 @@ public sealed partial class LeaderElector : IDisposable
         LeadershipState state,
         TimeProvider time,
         ILogger<LeaderElector> logger,
-        IElectionMetrics? metrics = null)
+        IElectionMetrics? metrics = null,
+        CampaignGate? gate = null,
+        Func<CancellationToken, Task>? beforeStandAsideRelease = null)
     {
         if (options.Validate() is { } problem)
         {
@@ -101,6 +117,13 @@ public sealed partial class LeaderElector : IDisposable
         _logger = logger;
         _metrics = metrics ?? NullElectionMetrics.Instance;
         _own = new OwnRecords(options.Identity);
+        _gate = gate;
+        _beforeStandAsideRelease = beforeStandAsideRelease;
+        if (gate is not null)
+        {
+            _gateOpen = gate.IsOpen;
+            gate.Subscribe(OnGateChanged);
+        }
     }
 
     private string Me => _options.Identity;
@@ -191,8 +214,11 @@ public sealed partial class LeaderElector : IDisposable
         await Task.WhenAny(done.Task, _loopExited.Task).WaitAsync(cancellationToken);
     }
 
+    private void OnGateChanged(bool open) => _inbox.Writer.TryWrite(new GateChanged(open));
+
     public void Dispose()
     {
+        _gate?.Unsubscribe(OnGateChanged);
         lock (_publishGate)
         {
             _interrupt.Dispose();
@@ -219,6 +245,11 @@ public sealed partial class LeaderElector : IDisposable
                 StepDown("renew deadline passed without a successful renew");
             }
 
+            if (_leading && MustStandAside(now))
+            {
+                await StandAsideAsync(ct);
+            }
+
             if (_leading ? now >= _nextAttemptAt : CampaignDue(now))
             {
                 await TryAcquireOrRenewAsync(ct);
@@ -237,7 +268,78 @@ public sealed partial class LeaderElector : IDisposable
     }
 
     private bool CampaignDue(long now) =>
-        now >= _holdOffUntil && now >= _nextAttemptAt && (!_hasObservation || AvailableAt() <= now);
+        _options.Campaign && now >= _holdOffUntil && now >= _nextAttemptAt && (!_hasObservation || CampaignAt() <= now);
+
+    /// <summary>
+    /// When this candidate may campaign for the observed lease, on the monotonic clock: when it is
+    /// available (<see cref="AvailableAt"/>), later by the campaign delay, and, while the gate is
+    /// closed, later by a further lease duration — so fit candidates take it first, and an unfit one
+    /// takes it only once nobody has for that long (an unfit leader beats no leader).
+    /// </summary>
+    private long CampaignAt()
+    {
+        var extra = _options.CampaignDelay + (_gateOpen ? TimeSpan.Zero : _options.LeaseDuration);
+        return extra <= TimeSpan.Zero ? AvailableAt() : _time.Add(FreeSince(), extra);
+    }
+
+    /// <summary>
+    /// Since when the observed lease has been free for every candidate: since we saw it released or
+    /// gone, or since its holder's duration ran out on our clock. A claim of ours we no longer hold
+    /// counts like anyone's: a delayed or unfit candidate lets others take it first.
+    /// </summary>
+    private long FreeSince()
+    {
+        var record = _observed?.Record;
+        if (record is null)
+        {
+            return Math.Max(_vanishedAvailableAt, _observedChangedAt);
+        }
+
+        return record.IsReleased
+            ? _observedChangedAt
+            : _time.Add(_observedChangedAt, TimeSpan.FromSeconds(Math.Max(0, record.LeaseDurationSeconds)));
+    }
+
+    /// <summary>
+    /// A leader whose gate is closed stands aside so a fit candidate can lead, unless (1) it took the
+    /// lease while unfit because nobody fit did, and the gate has not opened since — standing aside
+    /// again would only leave the lease empty for another lease duration — or (2) it stood aside
+    /// less than <see cref="ElectionOptions.StandAsideInterval"/> ago, so a flapping check changes
+    /// leadership at most once per interval per candidate.
+    /// </summary>
+    private bool MustStandAside(long now)
+    {
+        if (_gateOpen || _acquiredUnfit)
+        {
+            return false;
+        }
+
+        if (_stoodAsideAt is { } last && _time.GetElapsedTime(last, now) < _options.StandAsideInterval)
+        {
+            if (!_standAsideDeferred)
+            {
+                _standAsideDeferred = true;
+                LogStandAsideDeferred(_logger, _gate?.Reason ?? "", (_options.StandAsideInterval - _time.GetElapsedTime(last, now)).TotalSeconds);
+            }
+
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Steps down and releases, as a resign does, because the gate closed.</summary>
+    private async Task StandAsideAsync(CancellationToken ct)
+    {
+        _leading = false;
+        _stoodAsideAt = _time.GetTimestamp();
+        _metrics.StoodAside();
+        LogStandingAside(_logger, _gate?.Reason ?? "");
+        await ReleaseAfterAsync(_beforeStandAsideRelease, ct);
+
+        // The next renew is off: once fit again, campaign as soon as the gate and the lease allow.
+        _nextAttemptAt = _time.GetTimestamp();
+    }
 
     /// <summary>When the observed lease may be taken by this candidate, on the monotonic clock.</summary>
     private long AvailableAt()
@@ -266,7 +368,7 @@ public sealed partial class LeaderElector : IDisposable
             return Math.Min(_nextAttemptAt, _claimDeadline);
         }
 
-        var campaign = Math.Max(Math.Max(_holdOffUntil, _nextAttemptAt), _hasObservation ? AvailableAt() : 0);
+        var campaign = _options.Campaign ? Math.Max(Math.Max(_holdOffUntil, _nextAttemptAt), _hasObservation ? CampaignAt() : 0) : long.MaxValue;
         return _watchHealthy ? campaign : Math.Min(campaign, _nextPollAt);
     }
 
@@ -330,7 +432,7 @@ public sealed partial class LeaderElector : IDisposable
             // 2. No lease: create it. Losing that race is a conflict like any other. A lease we saw
             //    held and then vanish is deleted by hand; its holder may still be claiming, so wait
             //    that claim out first.
-            if (_vanishedAvailableAt > start)
+            if (CampaignAt() > start)
             {
                 return Outcome.Held;
             }
@@ -340,9 +442,10 @@ public sealed partial class LeaderElector : IDisposable
         }
         else
         {
-            // 3. Held by someone else whose claim has not run out on our clock: nothing to do.
+            // 3. Held by someone else whose claim has not run out on our clock (or, for a delayed or
+            //    unfit candidate, not for long enough): nothing to do.
             var old = current.Record;
-            if (!old.IsReleased && AvailableAt() > start)
+            if (!_leading && CampaignAt() > start)
             {
                 return Outcome.Held;
             }
@@ -396,6 +499,11 @@ public sealed partial class LeaderElector : IDisposable
         if (!wasLeading)
         {
             LogAcquired(_logger, _store.Description, result.Lease!.Record.LeaseTransitions, result.Lease.Uid);
+            _acquiredUnfit = !_gateOpen;
+            if (_acquiredUnfit)
+            {
+                LogAcquiredUnfit(_logger, _gate?.Reason ?? "");
+            }
         }
 
         return Outcome.Leading;
@@ -614,6 +722,17 @@ public sealed partial class LeaderElector : IDisposable
 
                 return false;
 
+            case GateChanged gate:
+                _gateOpen = gate.Open;
+                if (gate.Open)
+                {
+                    // Fit again: a later closing may make this leader stand aside (within the interval).
+                    _acquiredUnfit = false;
+                    _standAsideDeferred = false;
+                }
+
+                return false;
+
             case Resign resign:
                 if (_leading)
                 {
@@ -621,20 +740,7 @@ public sealed partial class LeaderElector : IDisposable
                     LogResigning(_logger, resign.Stop ? "shutting down" : "resigned on request");
                 }
 
-                PublishView();
-                if (resign.BeforeRelease is { } beforeRelease)
-                {
-                    try
-                    {
-                        await beforeRelease(ct);
-                    }
-                    catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-                    {
-                        LogBeforeReleaseFailed(_logger, e.Message);
-                    }
-                }
-
-                await ReleaseAsync(ct);
+                await ReleaseAfterAsync(resign.BeforeRelease, ct);
                 var now = _time.GetTimestamp();
                 _holdOffUntil = resign.HoldOff == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.Add(now, resign.HoldOff);
                 lock (_publishGate)
@@ -654,6 +760,28 @@ public sealed partial class LeaderElector : IDisposable
             default:
                 return false;
         }
+    }
+
+    /// <summary>
+    /// After a step-down: tells the surfaces, awaits <paramref name="beforeRelease"/> (for example,
+    /// until the app's leader work has stopped and every watcher has been told), then releases.
+    /// </summary>
+    private async Task ReleaseAfterAsync(Func<CancellationToken, Task>? beforeRelease, CancellationToken ct)
+    {
+        PublishView();
+        if (beforeRelease is not null)
+        {
+            try
+            {
+                await beforeRelease(ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                LogBeforeReleaseFailed(_logger, e.Message);
+            }
+        }
+
+        await ReleaseAsync(ct);
     }
 
     /// <summary>Publishes what the loop knows now. The only place the loop tells the surfaces anything.</summary>
@@ -814,6 +942,8 @@ public sealed partial class LeaderElector : IDisposable
     private sealed record Observed(LeaseSnapshot? Lease) : Message;
 
     private sealed record WatchHealth(bool Healthy) : Message;
+
+    private sealed record GateChanged(bool Open) : Message;
 
     private sealed record Resign(TimeSpan HoldOff, bool Stop, TaskCompletionSource Done, Func<CancellationToken, Task>? BeforeRelease) : Message;
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using LeaderSidecar.AppHealth;
 using LeaderSidecar.Stores;
 using LeaderSidecar.Surfaces.Exec;
 using Microsoft.Extensions.Logging;
@@ -45,6 +46,18 @@ internal static partial class CommandLine
             (b, v) => Duration(v, d => b.Options = b.Options with { RenewDeadline = d })),
         new("retry-period", "DURATION", "How often the leader renews and candidates retry.", "2s",
             (b, v) => Duration(v, d => b.Options = b.Options with { RetryPeriod = d })),
+        new("campaign", "true|false", "Whether this replica campaigns. false: it observes the lease and reports the holder on every surface, but never leads.", "true",
+            (b, v) => ParseSwitch(v) is { } on ? Set(() => b.Options = b.Options with { Campaign = on }) : $"expected true or false, not {Quote(v)}", IsSwitch: true),
+        new("campaign-delay", "DURATION", "Wait this much longer than the other replicas before taking a free or expired lease, so undelayed (preferred) replicas win. Never delays renewing.", "0",
+            (b, v) => Duration(v, d => b.Options = b.Options with { CampaignDelay = d })),
+        new("app-health-url", "URL", "The app's own health check, http:// on a loopback host. While it fails, this replica does not campaign, and as leader it releases so a healthy replica takes over; if nobody takes the lease within a lease duration, it leads anyway.", null,
+            (b, v) => AppHealthOptions.ParseUrl(v, out var problem) is { } url ? Set(() => b.AppHealthUrl = url) : problem),
+        new("app-health-threshold", "N", $"Consecutive failed app health checks that make this replica unfit to lead (1 to {AppHealthOptions.MaxThreshold}).", AppHealthOptions.DefaultThreshold.ToString(CultureInfo.InvariantCulture),
+            (b, v) => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= AppHealthOptions.MaxThreshold
+                ? Set(() => b.AppHealthThreshold = n)
+                : $"app health threshold {Quote(v)} must be a whole number from 1 to {AppHealthOptions.MaxThreshold}"),
+        new("app-health-interval", "DURATION", "Time between app health checks; each may take at most 1s (or the interval, if shorter).", "the retry period",
+            (b, v) => Duration(v, d => b.AppHealthInterval = d)),
         new("http-address", "HOST:PORT", "Where the HTTP surface listens (/leader, /status, /healthz, /readyz, /metrics).", "127.0.0.1:4040",
             (b, v) => Address(v, allowUnixSocket: false, a => b.Options = b.Options with { HttpAddress = a })),
         new("grpc-address", "HOST:PORT|unix:PATH", "Where the gRPC surface listens, h2c (leadership.v1.Leadership, grpc.health.v1.Health); a unix socket is created owner-only.", "127.0.0.1:4041",
@@ -185,6 +198,12 @@ internal static partial class CommandLine
             return new ParseResult.Invalid($"invalid timing: {invalid}");
         }
 
+        if (WhoMayLead(builder, options, command is not null, out var whoProblem) is not { } withHealth)
+        {
+            return new ParseResult.Invalid(whoProblem);
+        }
+
+        options = withHealth;
         if (command is not null)
         {
             if (Exec(command, builder.Exec, options, environment("PATH"), out var problem) is not { } exec)
@@ -206,6 +225,48 @@ internal static partial class CommandLine
         }
 
         return new ParseResult.Run(options);
+    }
+
+    /// <summary>
+    /// The who-may-lead flags together: the app health settings assembled, and the combinations
+    /// that cannot mean anything refused (an observer never leads, so nothing may gate or run
+    /// what it would do as leader).
+    /// </summary>
+    private static SidecarOptions? WhoMayLead(Builder builder, SidecarOptions options, bool hasCommand, out string problem)
+    {
+        problem = "";
+        if (builder.AppHealthUrl is null && (builder.AppHealthThreshold is not null || builder.AppHealthInterval is not null))
+        {
+            problem = $"--app-health-{(builder.AppHealthThreshold is not null ? "threshold" : "interval")} needs --app-health-url";
+            return null;
+        }
+
+        if (!options.Campaign)
+        {
+            var pointless = builder.AppHealthUrl is not null ? "--app-health-url"
+                : options.CampaignDelay > TimeSpan.Zero ? "--campaign-delay"
+                : hasCommand ? "a COMMAND after --"
+                : null;
+            if (pointless is not null)
+            {
+                problem = $"--campaign=false never leads, so {pointless} would never matter; drop one of them";
+                return null;
+            }
+        }
+
+        if (builder.AppHealthUrl is not { } url)
+        {
+            return options;
+        }
+
+        var interval = builder.AppHealthInterval ?? options.RetryPeriod;
+        if (interval <= TimeSpan.Zero)
+        {
+            problem = "app health interval must be greater than zero (--app-health-interval)";
+            return null;
+        }
+
+        return options with { AppHealth = new AppHealthOptions(url, builder.AppHealthThreshold ?? AppHealthOptions.DefaultThreshold, interval) };
     }
 
     /// <summary>Exec mode's settings with COMMAND resolved through <paramref name="searchPath"/>, or null and the problem.</summary>
@@ -418,6 +479,12 @@ internal static partial class CommandLine
 
         /// <summary>Read once every flag is in, so that only the file that wins is read.</summary>
         public string? ControlTokenFile { get; set; }
+
+        public Uri? AppHealthUrl { get; set; }
+
+        public int? AppHealthThreshold { get; set; }
+
+        public TimeSpan? AppHealthInterval { get; set; }
 
         /// <summary>The exec flags; used only when a COMMAND follows <c>--</c>.</summary>
         public ExecOptions Exec { get; set; } = new();

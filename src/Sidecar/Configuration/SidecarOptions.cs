@@ -48,6 +48,15 @@ internal sealed record SidecarOptions
 
     public string? LeaderFile { get; init; }
 
+    /// <summary>False: observe and report, never lead (<c>--campaign=false</c>).</summary>
+    public bool Campaign { get; init; } = true;
+
+    /// <summary>How much longer than others to wait before taking a free or expired lease.</summary>
+    public TimeSpan CampaignDelay { get; init; } = TimeSpan.Zero;
+
+    /// <summary>The app's own health check that decides whether this replica is fit to lead; null: always fit.</summary>
+    public AppHealth.AppHealthOptions? AppHealth { get; init; }
+
     /// <summary>How long shutdown waits for the app's confirmation between stepping down and releasing; zero: no wait.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.Zero;
 
@@ -75,5 +84,7 @@ internal sealed record SidecarOptions
         LeaseDuration = LeaseDuration,
         RenewDeadline = RenewDeadline,
         RetryPeriod = RetryPeriod,
+        Campaign = Campaign,
+        CampaignDelay = CampaignDelay,
     };
 }

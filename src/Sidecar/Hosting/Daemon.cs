@@ -1,3 +1,4 @@
+using LeaderSidecar.AppHealth;
 using LeaderSidecar.Configuration;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores;
@@ -86,13 +87,17 @@ internal static partial class Daemon
         builder.Services.AddGrpcSurface();
         builder.Services.AddRequestLimits();
         ControlAccess.Register(builder.Services, options.ControlToken, options.AllowTcpControl);
+        builder.Services.AddAppHealthCheck(options);
         builder.Services.AddSingleton(services => new LeaderElector(
             services.GetRequiredService<ILeaseStore>(),
             services.GetRequiredService<ElectionOptions>(),
             services.GetRequiredService<LeadershipState>(),
             time,
             services.GetRequiredService<ILogger<LeaderElector>>(),
-            services.GetRequiredService<SidecarMetrics>()));
+            services.GetRequiredService<SidecarMetrics>(),
+            services.GetService<CampaignGate>(),
+            // Standing aside ends the leader's work and tells every watcher first, as a Resign does.
+            ct => services.GetRequiredService<Drain>().DeliverStepDownAsync(ct)));
         builder.Services.AddHostedService<ElectionService>();
         builder.Services.AddLeaderCommand(options);
         if (options.LeaderFile is { } leaderFile)
@@ -122,6 +127,11 @@ internal static partial class Daemon
         var leaseStore = app.Services.GetRequiredService<ILeaseStore>();
         LogStarting(logger, CommandLine.Version, options.Identity, leaseStore.Description, GoDuration.Format(options.LeaseDuration), GoDuration.Format(options.RenewDeadline), GoDuration.Format(options.RetryPeriod));
         LogConnectionLimits(logger, connectionLimits);
+        if (!options.Campaign)
+        {
+            LogNotCampaigning(logger);
+        }
+
         await CheckAccessAsync(leaseStore, options, logger);
 
         try
@@ -209,6 +219,10 @@ internal static partial class Daemon
     [LoggerMessage(EventId = 300, EventName = "Starting", Level = LogLevel.Information,
         Message = "leader-sidecar {Version} starting as {Identity} on {Lease}; lease duration {LeaseDuration}, renew deadline {RenewDeadline}, retry period {RetryPeriod}")]
     private static partial void LogStarting(ILogger logger, string version, string identity, string lease, string leaseDuration, string renewDeadline, string retryPeriod);
+
+    [LoggerMessage(EventId = 303, EventName = "NotCampaigning", Level = LogLevel.Information,
+        Message = "Observing only (--campaign=false): this replica reports the holder and never leads")]
+    private static partial void LogNotCampaigning(ILogger logger);
 
     [LoggerMessage(EventId = 302, EventName = "FirstReadFailed", Level = LogLevel.Warning,
         Message = "First read of the lease failed ({Reason}); campaigning anyway, with retries")]

@@ -8,13 +8,17 @@ namespace LeaderSidecar.Tests.Election;
 /// <summary>One candidate under test: an elector, its published state and its own wall clock.</summary>
 internal sealed class Candidate : IDisposable
 {
-    public Candidate(string identity, ILeaseStore store, FakeTimeProvider time, ElectionOptions? options = null)
+    public Candidate(string identity, ILeaseStore store, FakeTimeProvider time, ElectionOptions? options = null, CampaignGate? gate = null)
     {
         Clock = new SkewedTimeProvider(time);
         Options = (options ?? new ElectionOptions { Identity = identity, LeaseName = "app" }) with { Identity = identity };
         State = new LeadershipState(Options, Clock, NullLogger<LeadershipState>.Instance);
-        Elector = new LeaderElector(store, Options, State, Clock, NullLogger<LeaderElector>.Instance, Metrics);
+        Gate = gate;
+        Elector = new LeaderElector(store, Options, State, Clock, NullLogger<LeaderElector>.Instance, Metrics, gate);
     }
+
+    /// <summary>Whether this candidate is fit to lead, when the test gives it a gate.</summary>
+    public CampaignGate? Gate { get; }
 
     public SkewedTimeProvider Clock { get; }
 
@@ -69,6 +73,7 @@ internal sealed class CountingMetrics : IElectionMetrics
 {
     private int _slowPath;
     private int _termExhausted;
+    private int _stoodAside;
 
     public int SlowPathCount => Volatile.Read(ref _slowPath);
 
@@ -81,6 +86,10 @@ internal sealed class CountingMetrics : IElectionMetrics
     public int TermExhaustedCount => Volatile.Read(ref _termExhausted);
 
     public void TermExhausted() => Interlocked.Increment(ref _termExhausted);
+
+    public int StoodAsideCount => Volatile.Read(ref _stoodAside);
+
+    public void StoodAside() => Interlocked.Increment(ref _stoodAside);
 }
 
 internal static class Eventually

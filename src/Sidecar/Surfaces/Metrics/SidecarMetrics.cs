@@ -44,6 +44,8 @@ internal sealed class SidecarMetrics : IElectionMetrics
     private readonly Counter _controlRefused;
     private readonly Counter _execExits;
     private readonly Gauge.Child _execRunning;
+    private readonly Gauge _appHealthy;
+    private readonly Counter.Child _standAsides;
 
     private Role _lastRole;
     private string? _lastHolder;
@@ -76,6 +78,8 @@ internal sealed class SidecarMetrics : IElectionMetrics
         _controlRefused = factory.CreateCounter("leader_sidecar_grpc_control_refused_total", "gRPC calls that would change leadership (Resign, ConfirmStopped), refused because the caller may not.", "name", "method");
         _execExits = factory.CreateCounter("leader_sidecar_exec_exits_total", "Ends of the exec-mode command, by reason: exited (by itself, code 0), failed (by itself with another code or a signal, or it could not start), stopped (leadership ended and it exited within the grace), killed (SIGKILL after the grace).", "name", "reason");
         _execRunning = factory.CreateGauge("leader_sidecar_exec_running", "1 while the exec-mode command runs, else 0.", "name").WithLabels(_name);
+        _appHealthy = factory.CreateGauge("leader_sidecar_app_healthy", "1 while the app's own health check (--app-health-url) says this replica is fit to lead, else 0; absent without the flag.", "name");
+        _standAsides = factory.CreateCounter("leader_sidecar_stand_asides_total", "Times this replica stepped down and released the lease because its app was unhealthy.", "name").WithLabels(_name);
         factory.CreateGauge("leader_sidecar_build_info", "Always 1; the version label is this build's.", "version").WithLabels(Configuration.CommandLine.Version).Set(1);
 
         foreach (var role in new[] { Role.Unknown, Role.Follower, Role.Leader })
@@ -111,6 +115,11 @@ internal sealed class SidecarMetrics : IElectionMetrics
     public void SlowPath() => _slowPath.Inc();
 
     public void TermExhausted() => _termExhausted.Inc();
+
+    public void StoodAside() => _standAsides.Inc();
+
+    /// <summary>What the app's health check says now.</summary>
+    public void AppHealthy(bool healthy) => _appHealthy.WithLabels(_name).Set(healthy ? 1 : 0);
 
     /// <summary>Counts a refused call; <paramref name="method"/> is one of the service's own method names.</summary>
     public void ControlRefused(string method) => _controlRefused.WithLabels(_name, method).Inc();
