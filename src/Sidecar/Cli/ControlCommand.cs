@@ -4,8 +4,8 @@ using System.Text;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
-using LeaderSidecar.Configuration;
 using Leadership.V1;
+using LeaderSidecar.Configuration;
 
 namespace LeaderSidecar.Cli;
 
