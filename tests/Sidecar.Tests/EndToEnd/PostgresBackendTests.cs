@@ -221,7 +221,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = 'stranger', lease_duration_seconds = 2147483647, lease_transitions = 4 {Where}");
         await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(HolderAsync))).All(h => h == "stranger"), Deadline, "both daemons to see the stranger");
         var edited = Stopwatch.StartNew();
-        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > 2 * LeaseDuration), Deadline, "two of our lease durations to pass");
+        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > LeaseDuration + RetryPeriod), Deadline, "our own lease duration to pass");
         Assert.All(await Task.WhenAll(all.Select(d => d.RoleAsync())), r => Assert.Equal("FOLLOWER", r));
         Assert.Equal("stranger", await ColumnAsync("holder_identity"));
 

@@ -275,7 +275,10 @@ public sealed class RedisBackendTests : IAsyncLifetime
         // Without a certificate: the server ends the connection after the handshake; logged, retried, never leading.
         await using var refused = Group($"rediss://127.0.0.1:{tlsPort}", "--redis-ca", _dir.File("ca.pem"));
         var stranger = await refused.StartOneAsync("stranger");
-        await Poll.UntilAsync(() => Task.FromResult(stranger.Output.Contains("First read of the lease failed", StringComparison.Ordinal)), Deadline, "the refused first read to be logged");
+        const string RequestFailed = "\"EventId\":7,";
+        await Poll.UntilAsync(() => Task.FromResult(Count(stranger, RequestFailed) >= 2), Deadline, "the refused requests to be logged");
+        var refusal = stranger.OutputLines.Last(l => l.Contains(RequestFailed, StringComparison.Ordinal));
+        Assert.True(refusal.Contains("failed (Unavailable)", StringComparison.Ordinal), refusal);
 
         await using var group = Group($"rediss://127.0.0.1:{tlsPort}", "--redis-ca", _dir.File("ca.pem"), "--redis-cert", _dir.File("client.pem"), "--redis-key", _dir.File("client-key.pem"));
         var all = await group.StartAsync("a", "b");
