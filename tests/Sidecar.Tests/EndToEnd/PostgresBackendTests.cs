@@ -264,6 +264,28 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         group.AssertOneLeaderAtATime();
     }
 
+    [Fact]
+    public async Task Behind_pgbouncer_in_transaction_mode_the_listen_probe_fails_and_followers_poll_and_still_take_over_a_release()
+    {
+        await using var bouncer = await PgBouncer.StartAsync(_server);
+        await using var group = Group($"postgresql://postgres@127.0.0.1:{bouncer.Port}/postgres", FastTiming);
+        var all = await group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var follower = all.Single(d => d != leader);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+
+        // The probe notification never comes back through the pooler: said once, and the follower polls.
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, ListenSilent) > 0), Deadline, "the follower to say LISTEN hears nothing");
+        Assert.Equal(1, Count(follower, ListenSilent));
+
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([follower]);
+        Assert.True(stopped.Elapsed < LeaseDuration, "the follower waited for expiry: it trusted a deaf watch instead of polling");
+        Assert.Equal(await IdentityAsync(follower), await ColumnAsync("holder_identity"));
+        group.AssertOneLeaderAtATime();
+    }
+
     [Theory]
     [InlineData("no-grant", "access denied")]
     [InlineData("password", "--postgres carries a password")]
@@ -315,6 +337,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
 
     private const string WatchConnected = "\"EventId\":8,";
     private const string WatchFailed = "\"EventId\":10,";
+    private const string ListenSilent = "\"EventId\":800,";
 
     private static DaemonGroup Group(string url, string[] timing) =>
         new(["--lease-name", "app", "--namespace", "demo", "--postgres", url, .. timing]);
