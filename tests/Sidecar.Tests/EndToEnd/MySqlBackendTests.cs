@@ -8,6 +8,9 @@ public sealed class MySqlBackendTests : IAsyncLifetime
 {
     private const string Table = "leader_sidecar_leases";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
     private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly List<DaemonProcess> _daemons = [];
     private MariaDbServer _server = null!;
@@ -136,6 +139,95 @@ public sealed class MySqlBackendTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Connections_ended_by_kill_come_back_and_a_release_is_still_handed_over()
+    {
+        await using var group = Group();
+        var all = await StartAllAsync(group, "a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var renewed = await ColumnAsync("renewTime");
+
+        // Every connection of both daemons (requests and polls), found by their user, as a DBA would.
+        var ids = (await _server.SqlAsync($"SELECT id FROM information_schema.PROCESSLIST WHERE USER = '{MariaDbServer.User}'", database: null))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(ids.Length >= 2, $"only {ids.Length} connections of the daemons were found");
+        foreach (var id in ids)
+        {
+            // A connection may have ended meanwhile: "Unknown thread id" is not a failure here.
+            await _server.CliAsync($"KILL CONNECTION {id.Trim()}", database: null);
+        }
+
+        // The leader renews again on new connections, and a release still reaches the follower.
+        await Poll.UntilAsync(async () => await ColumnAsync("renewTime") != renewed, Deadline, "a renew after the kill");
+        leader = await DaemonProcess.SingleLeaderAsync(all);
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
+        Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
+        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holderIdentity"));
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task A_server_paused_past_the_lease_duration_makes_the_leader_step_down_by_its_renew_deadline()
+    {
+        await using var group = Group();
+        var all = await StartAllAsync(group, "a", "b");
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        _server.Pause();
+        var paused = Stopwatch.StartNew();
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
+        await Poll.UntilAsync(() => Task.FromResult(paused.Elapsed > LeaseDuration + RetryPeriod), Deadline, "the pause to outlast the lease");
+        _server.Resume();
+
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after MariaDB resumed");
+        Assert.DoesNotContain(all, d => d.HasExited);
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task A_huge_duration_written_with_the_cli_is_waited_out_and_a_negative_one_reads_as_expired()
+    {
+        await using var group = Group();
+        var all = await StartAllAsync(group, "a", "b");
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        // A stranger claiming the lease for 68 years: followed, never taken, nothing overflows.
+        await _server.SqlAsync($"UPDATE {Table} SET holderIdentity = 'stranger', leaseDurationSeconds = 2147483647, leaseTransitions = 4");
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.GetAsync("/status")))).All(s => s.Body.GetProperty("holder").GetString() == "stranger"), Deadline, "both daemons to see the stranger");
+        var edited = Stopwatch.StartNew();
+        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > LeaseDuration + RetryPeriod), Deadline, "our own lease duration to pass");
+        Assert.All(await Task.WhenAll(all.Select(d => d.RoleAsync())), r => Assert.Equal("FOLLOWER", r));
+        Assert.Equal("stranger", await ColumnAsync("holderIdentity"));
+
+        // A negative duration means expired, as in client-go: taken at once, with the next term.
+        await _server.SqlAsync($"UPDATE {Table} SET leaseDurationSeconds = -5");
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration, "after the duration went negative");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holderIdentity"));
+        Assert.Equal(5L, await DaemonGroup.TermAsync(leader));
+        Assert.DoesNotContain(all, d => d.HasExited);
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task A_user_with_no_privilege_on_the_table_is_one_line_and_exit_2()
+    {
+        // The table exists; the user may log in and read another table of the database, not this one.
+        await _server.SqlAsync(DocumentedSql());
+        await _server.SqlAsync($"CREATE TABLE other (id INT); CREATE USER 'outsider'@'%' IDENTIFIED BY 'outsider-secret'; GRANT SELECT ON {MariaDbServer.Database}.other TO 'outsider'@'%';");
+
+        var (code, stdout, stderr) = await DaemonProcess.RunToExitAsync(
+            new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL_PASSWORD"] = "outsider-secret" },
+            "--lease-name", "app", "--namespace", "demo", "--mysql", $"mysql://outsider@127.0.0.1:{_server.Port}/{MariaDbServer.Database}", "--http-address", "127.0.0.1:0", "--grpc-address", "127.0.0.1:0", "--log-level", "error");
+
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("access denied", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("outsider-secret", stdout + stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_password_in_the_flag_is_one_line_and_exit_2_and_is_never_printed()
     {
         var (code, stdout, stderr) = await DaemonProcess.RunToExitAsync("--lease-name", "app", "--mysql", $"mysql://app:{MariaDbServer.Password}@127.0.0.1:{_server.Port}/{MariaDbServer.Database}");
@@ -218,6 +310,15 @@ public sealed class MySqlBackendTests : IAsyncLifetime
             ["--lease-name", "app", "--namespace", "demo", "--identity", identity, "--mysql", $"mysql://{user}@127.0.0.1:{_server.Port}/{MariaDbServer.Database}", .. FastTiming, .. extra]);
         _daemons.Add(daemon);
         return daemon;
+    }
+
+    private DaemonGroup Group() =>
+        new(["--lease-name", "app", "--namespace", "demo", "--mysql", _server.Url, .. FastTiming]);
+
+    private static async Task<List<DaemonProcess>> StartAllAsync(DaemonGroup group, params string[] identities)
+    {
+        var environment = new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL_PASSWORD"] = MariaDbServer.Password };
+        return [.. await Task.WhenAll(identities.Select(id => group.StartOneAsync(id, environment: environment)))];
     }
 
     private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using LeaderSidecar.Tests.Stores.Postgres;
 
 namespace LeaderSidecar.Tests.EndToEnd;
@@ -9,7 +10,16 @@ public sealed class PostgresBackendTests : IAsyncLifetime
     private const string Table = "leader_sidecar_leases";
     private const string Where = "WHERE namespace = 'demo' AND name = 'app'";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
     private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
+
+    // A retry period far longer than a notification takes to arrive: a follower that learned of a
+    // release only by polling would take up to one retry period, one without a working watch (it
+    // does not poll while the watch says it is up) a whole lease duration.
+    private static readonly TimeSpan SlowRetryPeriod = TimeSpan.FromSeconds(3);
+    private static readonly string[] SlowPollTiming = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "3s", "--log-level", "debug"];
     private readonly List<DaemonProcess> _daemons = [];
     private PostgresServer _server = null!;
 
@@ -156,7 +166,128 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
     }
 
+    [Fact]
+    public async Task Connections_ended_by_pg_terminate_backend_come_back_and_a_release_still_reaches_the_follower_by_notification()
+    {
+        await using var group = Group(_server.Url(), SlowPollTiming);
+        var all = await group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var follower = all.Single(d => d != leader);
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, WatchConnected) > 0), Deadline, "the follower to watch");
+        var watches = Count(follower, WatchConnected);
+
+        // Every connection of both daemons (requests and LISTEN), found by their application_name.
+        var ended = await _server.PsqlAsync("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'leader-sidecar'");
+        Assert.True(int.Parse(ended, CultureInfo.InvariantCulture) >= 3, $"only {ended} connections of the daemons were found");
+
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, WatchFailed) > 0 && Count(follower, WatchConnected) > watches), Deadline, "the follower's LISTEN connection to fail and come back");
+        leader = await DaemonProcess.SingleLeaderAsync(all);
+        follower = all.Single(d => d != leader);
+        await Poll.UntilAsync(() => Task.FromResult(WatchIsUp(follower)), Deadline, "the follower's watch to be up");
+
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([follower]);
+        Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the notification");
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task A_postgres_paused_past_the_lease_duration_makes_the_leader_step_down_by_its_renew_deadline()
+    {
+        await using var group = Group(_server.Url(), FastTiming);
+        var all = await group.StartAsync("a", "b");
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        _server.Pause();
+        var paused = Stopwatch.StartNew();
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
+        await Poll.UntilAsync(() => Task.FromResult(paused.Elapsed > LeaseDuration + RetryPeriod), Deadline, "the pause to outlast the lease");
+        _server.Resume();
+
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after PostgreSQL resumed");
+        Assert.DoesNotContain(all, d => d.HasExited);
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task A_huge_duration_in_psql_is_waited_out_and_a_negative_one_reads_as_expired()
+    {
+        await using var group = Group(_server.Url(), FastTiming);
+        var all = await group.StartAsync("a", "b");
+        await DaemonProcess.SingleLeaderAsync(all);
+
+        // A stranger claiming the lease for 68 years: followed, never taken, nothing overflows.
+        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = 'stranger', lease_duration_seconds = 2147483647, lease_transitions = 4 {Where}");
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(HolderAsync))).All(h => h == "stranger"), Deadline, "both daemons to see the stranger");
+        var edited = Stopwatch.StartNew();
+        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > LeaseDuration + RetryPeriod), Deadline, "our own lease duration to pass");
+        Assert.All(await Task.WhenAll(all.Select(d => d.RoleAsync())), r => Assert.Equal("FOLLOWER", r));
+        Assert.Equal("stranger", await ColumnAsync("holder_identity"));
+
+        // A negative duration means expired, as in client-go: taken at once, with the next term.
+        await _server.PsqlAsync($"UPDATE {Table} SET lease_duration_seconds = -5 {Where}");
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration, "after the duration went negative");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+        Assert.Equal("5", await ColumnAsync("lease_transitions"));
+        Assert.Equal(5L, await DaemonGroup.TermAsync(leader));
+        Assert.DoesNotContain(all, d => d.HasExited);
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task After_the_primary_dies_and_its_standby_is_promoted_one_daemon_leads_there_and_listen_follows_it()
+    {
+        await using var standby = await _server.StartStandbyAsync();
+        var url = $"postgresql://postgres@127.0.0.1:{_server.Port},127.0.0.1:{standby.Port}/postgres?target_session_attrs=primary";
+        await using var group = Group(url, SlowPollTiming);
+        var all = await group.StartAsync("a", "b");
+        var first = await DaemonProcess.SingleLeaderAsync(all);
+        await Poll.UntilAsync(async () => await standby.PsqlAsync($"SELECT holder_identity FROM {Table} {Where}") == await IdentityAsync(first), Deadline, "the standby to replay the leader's row");
+        var watches = all.Select(d => Count(d, WatchConnected)).ToList();
+
+        await _server.StopAsync();
+        await standby.PromoteAsync();
+
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), await standby.PsqlAsync($"SELECT holder_identity FROM {Table} {Where}"));
+        var follower = all.Single(d => d != leader);
+        var index = Array.IndexOf([.. all], follower);
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, WatchConnected) > watches[index] && WatchIsUp(follower)), Deadline, "the follower to LISTEN on the promoted standby");
+
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([follower]);
+        Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the notification");
+        Assert.Equal(await IdentityAsync(follower), await standby.PsqlAsync($"SELECT holder_identity FROM {Table} {Where}"));
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task Behind_pgbouncer_in_transaction_mode_the_listen_probe_fails_and_followers_poll_and_still_take_over_a_release()
+    {
+        await using var bouncer = await PgBouncer.StartAsync(_server);
+        await using var group = Group($"postgresql://postgres@127.0.0.1:{bouncer.Port}/postgres", FastTiming);
+        var all = await group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var follower = all.Single(d => d != leader);
+        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
+
+        // The probe notification never comes back through the pooler: said once, and the follower polls.
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, ListenSilent) > 0), Deadline, "the follower to say LISTEN hears nothing");
+        Assert.Equal(1, Count(follower, ListenSilent));
+
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([follower]);
+        Assert.True(stopped.Elapsed < LeaseDuration, "the follower waited for expiry: it trusted a deaf watch instead of polling");
+        Assert.Equal(await IdentityAsync(follower), await ColumnAsync("holder_identity"));
+        group.AssertOneLeaderAtATime();
+    }
+
     [Theory]
+    [InlineData("no-grant", "access denied")]
     [InlineData("password", "--postgres carries a password")]
     [InlineData("table", "is not [SCHEMA.]TABLE")]
     [InlineData("no-table", "access denied")]
@@ -173,6 +304,12 @@ public sealed class PostgresBackendTests : IAsyncLifetime
                 break;
             case "table":
                 args.AddRange(["--postgres", _server.Url(), "--postgres-table", "Robert'); DROP TABLE students;--"]);
+                break;
+            case "no-grant":
+                // The table exists and the role may log in, but it was granted nothing on the table.
+                await _server.PsqlFileAsync(Deploy.Repository.PathOf("deploy/postgres/setup.sql"));
+                environment["LEADER_SIDECAR_POSTGRES_PASSWORD"] = "right-secret";
+                args.AddRange(["--postgres", _server.Url("app")]);
                 break;
             case "no-table":
                 args.AddRange(["--postgres", _server.Url(), "--postgres-create-table=false"]);
@@ -197,6 +334,21 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         _daemons.Add(daemon);
         return daemon;
     }
+
+    private const string WatchConnected = "\"EventId\":8,";
+    private const string WatchFailed = "\"EventId\":10,";
+    private const string ListenSilent = "\"EventId\":800,";
+
+    private static DaemonGroup Group(string url, string[] timing) =>
+        new(["--lease-name", "app", "--namespace", "demo", "--postgres", url, .. timing]);
+
+    private static int Count(DaemonProcess daemon, string eventId) =>
+        daemon.OutputLines.Count(l => l.Contains(eventId, StringComparison.Ordinal));
+
+    /// <summary>Whether the daemon's last watch event (debug log) says it connected, rather than failed or ended.</summary>
+    private static bool WatchIsUp(DaemonProcess daemon) =>
+        daemon.OutputLines.LastOrDefault(l => l.Contains(WatchConnected, StringComparison.Ordinal) || l.Contains(WatchFailed, StringComparison.Ordinal) || l.Contains("\"EventId\":9,", StringComparison.Ordinal)) is { } last
+        && last.Contains(WatchConnected, StringComparison.Ordinal);
 
     private async Task<string> ColumnAsync(string column) => await _server.PsqlAsync($"SELECT {column} FROM {Table} {Where}");
 

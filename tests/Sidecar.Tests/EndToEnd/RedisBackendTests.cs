@@ -20,6 +20,13 @@ public sealed class RedisBackendTests : IAsyncLifetime
     private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
     private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
+
+    // A retry period far longer than a published message takes to arrive: a follower that learned
+    // of a release only by polling would take up to one retry period.
+    private static readonly TimeSpan SlowRetryPeriod = TimeSpan.FromSeconds(3);
+    private static readonly string[] SlowPollTiming = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "3s", "--log-level", "debug"];
+    private const string WatchConnected = "\"EventId\":8,";
+    private const string ScriptLoaded = "\"EventId\":901,";
     private readonly TempDirectory _dir = new();
     private readonly List<RedisServer> _servers = [];
     private DaemonGroup _group = null!;
@@ -174,6 +181,117 @@ public sealed class RedisBackendTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Subscribers_killed_by_client_kill_resubscribe_keep_the_data_and_a_release_still_arrives_as_a_published_message()
+    {
+        await using var group = new DaemonGroup(["--lease-name", "app", "--namespace", "demo", "--redis", _redis.Url, .. SlowPollTiming]);
+        var all = await group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var follower = all.Single(d => d != leader);
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, WatchConnected) > 0), Deadline, "the follower to watch");
+        var watches = Count(follower, WatchConnected);
+        var uid = (await _redis.HashAsync(Key))["uid"];
+
+        Assert.NotEqual("0", (await _redis.KillSubscribersAsync()).Trim());
+
+        await Poll.UntilAsync(() => Task.FromResult(Count(follower, WatchConnected) > watches), Deadline, "the follower to subscribe again");
+        Assert.Equal(uid, (await _redis.HashAsync(Key))["uid"]);
+        Assert.Same(leader, await DaemonProcess.SingleLeaderAsync(all));
+
+        var stopped = Stopwatch.StartNew();
+        await group.TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([follower]);
+        Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the published message");
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Theory]
+    [InlineData("CLIENT PAUSE")]
+    [InlineData("DEBUG SLEEP")]
+    public async Task Redis_blocked_past_the_lease_duration_makes_the_leader_step_down_by_its_renew_deadline(string how)
+    {
+        var all = await _group.StartAsync("a", "b");
+        await DaemonProcess.SingleLeaderAsync(all);
+        var blockedFor = LeaseDuration + RetryPeriod + TimeSpan.FromMilliseconds(500);
+
+        var blocked = Stopwatch.StartNew();
+        if (how == "DEBUG SLEEP")
+        {
+            await _redis.SleepAsync(blockedFor.TotalSeconds);
+        }
+        else
+        {
+            await _redis.ExpectAsync("OK", "CLIENT", "PAUSE", blockedFor.TotalMilliseconds.ToString(CultureInfo.InvariantCulture), "ALL");
+        }
+
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
+        await Poll.UntilAsync(() => Task.FromResult(blocked.Elapsed > blockedFor), Deadline, "the server to answer again");
+
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, $"after {how} ended");
+        Assert.DoesNotContain(all, d => d.HasExited);
+        _group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task After_script_flush_the_next_renew_loads_the_script_again_and_after_flushall_the_lease_is_created_again()
+    {
+        var all = await _group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        var term = await DaemonGroup.TermAsync(leader);
+        await Poll.UntilAsync(() => Task.FromResult(Count(leader, ScriptLoaded) > 0), Deadline, "the leader to load its script");
+        var loads = Count(leader, ScriptLoaded);
+
+        // SCRIPT FLUSH: the renew's EVALSHA answers NOSCRIPT; the script is loaded again and the renew goes through.
+        await _redis.ScriptFlushAsync();
+        await Poll.UntilAsync(() => Task.FromResult(Count(leader, ScriptLoaded) > loads), Deadline, "the leader to load its script again");
+        var renewed = (await _redis.HashAsync(Key))["renewTime"];
+        await Poll.UntilAsync(async () => (await _redis.HashAsync(Key))["renewTime"] != renewed, Deadline, "a renew after the flush");
+        Assert.Equal(term, await DaemonGroup.TermAsync(await DaemonProcess.SingleLeaderAsync(all)));
+        Assert.Same(leader, await DaemonProcess.SingleLeaderAsync(all));
+
+        // FLUSHALL: the key is gone, as after a DEL; the lease is created again under a new uid.
+        var uid = (await _redis.HashAsync(Key))["uid"];
+        await _redis.ExpectAsync("OK", "FLUSHALL");
+        await Poll.UntilAsync(async () => (await _redis.HashAsync(Key)).GetValueOrDefault("uid") is { } now && now != uid, Deadline, "the lease to be created again");
+        var next = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(next), (await _redis.HashAsync(Key))["holderIdentity"]);
+        _group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
+    public async Task With_tls_auth_clients_a_daemon_presenting_its_certificate_elects_and_one_without_is_refused_and_logs_why()
+    {
+        using var certificates = TestCertificates.Create(TimeProvider.System);
+        using var client = certificates.IssueClient("leader-sidecar");
+        await File.WriteAllTextAsync(_dir.File("ca.pem"), certificates.Authority.ExportCertificatePem());
+        await File.WriteAllTextAsync(_dir.File("server.pem"), certificates.Server.ExportCertificatePem());
+        await File.WriteAllTextAsync(_dir.File("server-key.pem"), certificates.Server.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        await File.WriteAllTextAsync(_dir.File("client.pem"), client.ExportCertificatePem());
+        await File.WriteAllTextAsync(_dir.File("client-key.pem"), client.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        var tlsPort = Stores.Etcd.EtcdServer.FreePort();
+        var server = await StartServerAsync(
+            "--tls-port", tlsPort.ToString(CultureInfo.InvariantCulture), "--tls-cert-file", _dir.File("server.pem"), "--tls-key-file", _dir.File("server-key.pem"),
+            "--tls-ca-cert-file", _dir.File("ca.pem"), "--tls-auth-clients", "yes");
+
+        // Without a certificate: the server ends the connection after the handshake; logged, retried, never leading.
+        await using var refused = Group($"rediss://127.0.0.1:{tlsPort}", "--redis-ca", _dir.File("ca.pem"));
+        var stranger = await refused.StartOneAsync("stranger");
+        const string RequestFailed = "\"EventId\":7,";
+        await Poll.UntilAsync(() => Task.FromResult(Count(stranger, RequestFailed) >= 2), Deadline, "the refused requests to be logged");
+        var refusal = stranger.OutputLines.Last(l => l.Contains(RequestFailed, StringComparison.Ordinal));
+        Assert.True(refusal.Contains("failed (Unavailable)", StringComparison.Ordinal), refusal);
+
+        await using var group = Group($"rediss://127.0.0.1:{tlsPort}", "--redis-ca", _dir.File("ca.pem"), "--redis-cert", _dir.File("client.pem"), "--redis-key", _dir.File("client-key.pem"));
+        var all = await group.StartAsync("a", "b");
+        var leader = await DaemonProcess.SingleLeaderAsync(all);
+        Assert.Equal(await IdentityAsync(leader), (await server.HashAsync(Key))["holderIdentity"]);
+
+        Assert.NotEqual("LEADER", await stranger.RoleAsync());
+        Assert.False(stranger.HasExited);
+        Assert.False(DaemonGroup.HasLed(stranger), "a daemon without a client certificate led");
+        group.AssertOneLeaderAtATime();
+    }
+
+    [Fact]
     public async Task A_redis_that_is_down_at_start_up_is_waited_for()
     {
         await _redis.StopAsync();
@@ -300,6 +418,9 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
     private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
         (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
+
+    private static int Count(DaemonProcess daemon, string eventId) =>
+        daemon.OutputLines.Count(l => l.Contains(eventId, StringComparison.Ordinal));
 
     private static DaemonGroup Group(string url, params string[] extra) =>
         new(["--lease-name", "app", "--namespace", "demo", "--redis", url, .. FastTiming, .. extra]);

@@ -63,6 +63,35 @@ internal sealed class PostgresServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A streaming standby of this server (<c>pg_basebackup -R</c>, asynchronous) on another
+    /// loopback port, once it accepts read-only connections.
+    /// </summary>
+    public async Task<PostgresServer> StartStandbyAsync()
+    {
+        var standby = new PostgresServer(_tls);
+        try
+        {
+            await RunAsync("chown", "postgres:postgres", standby._dir.Path);
+            await RunAsync("setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", Path.Combine(Bin, "pg_basebackup"),
+                "-h", "127.0.0.1", "-p", Port.ToString(CultureInfo.InvariantCulture), "-U", "postgres", "-D", standby._dir.File("data"), "-R", "-X", "stream", "--no-sync");
+            await standby.LaunchAsync();
+            return standby;
+        }
+        catch
+        {
+            await standby.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary><c>pg_ctl promote</c>, as a failover manager would; returns once the server takes writes.</summary>
+    public async Task PromoteAsync()
+    {
+        await RunAsync("setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", Path.Combine(Bin, "pg_ctl"), "promote", "-w", "-D", _dir.File("data"));
+        await Poll.UntilAsync(async () => await PsqlAsync("SELECT pg_is_in_recovery()") == "f", TimeSpan.FromSeconds(30), "the standby to be promoted");
+    }
+
     /// <summary>SIGSTOP to the server and its backends: nothing answers; sockets stay open.</summary>
     public void Pause()
     {
@@ -162,7 +191,7 @@ internal sealed class PostgresServer : IAsyncDisposable
         var template = await TemplateAsync();
         await RunAsync("chown", "postgres:postgres", _dir.Path);
         await RunAsync("cp", "-a", Path.Combine(template.Path, "data"), _dir.File("data"));
-        var hba = new List<string> { "local all all trust", "host all postgres 127.0.0.1/32 trust" };
+        var hba = new List<string> { "local all all trust", "host all postgres 127.0.0.1/32 trust", "host replication postgres 127.0.0.1/32 trust" };
         hba.Add(_tls ? "hostssl all all 127.0.0.1/32 scram-sha-256" : "host all all 127.0.0.1/32 scram-sha-256");
         await File.WriteAllLinesAsync(_dir.File("data/pg_hba.conf"), hba);
         if (_tls)
