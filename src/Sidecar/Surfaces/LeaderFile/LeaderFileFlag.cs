@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using LeaderSidecar.Election;
 
@@ -153,7 +152,7 @@ internal sealed partial class LeaderFileFlag : IDisposable
 
     /// <summary>A temporary file name beside <paramref name="path"/> that nobody can guess.</summary>
     internal static string TemporaryPath(string path) =>
-        $"{TemporaryPrefix(path)}{RandomNumberGenerator.GetHexString(32, lowercase: true)}.tmp";
+        $"{TemporaryPrefix(path)}{Guid.NewGuid():N}.tmp";
 
     /// <summary>
     /// Writes <paramref name="content"/> to <paramref name="temporary"/>, which must not exist (so a
