@@ -46,8 +46,6 @@ internal sealed partial class EtcdBackend : ServerBackend
     public override string Description => Report.F(
         $"a real etcd {Version} (Debian `etcd-server`), one member on {_endpoint.Authority}, default heartbeat and election timeout, data in a temporary directory; started and stopped by the harness");
 
-    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
-
     public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
 
     public override string CountSource =>
@@ -58,8 +56,7 @@ internal sealed partial class EtcdBackend : ServerBackend
     {
         var client = $"http://127.0.0.1:{Harness.FreePort()}";
         var peer = $"http://127.0.0.1:{Harness.FreePort()}";
-        var etcd = new EtcdBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "etcd")).FullName, new Uri(client));
-        try
+        return await StartedAsync(new EtcdBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "etcd")).FullName, new Uri(client)), async etcd =>
         {
             await etcd.ReadVersionAsync("etcd");
             var log = Path.Combine(etcd.Directory, "etcd.log");
@@ -74,16 +71,8 @@ internal sealed partial class EtcdBackend : ServerBackend
                 log,
                 // /health says true once the member has a leader and answers a read through raft.
                 async () => (await Harness.Http.GetStringAsync(new Uri(etcd._endpoint, "/health"))).Contains("\"true\"", StringComparison.Ordinal));
-            return etcd;
-        }
-        catch
-        {
-            await etcd.DisposeAsync();
-            throw;
-        }
+        });
     }
-
-    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public override string[] DaemonArgs(string lease, string identity, bool counted)
     {

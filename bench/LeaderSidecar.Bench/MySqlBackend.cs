@@ -37,8 +37,6 @@ internal sealed class MySqlBackend : ServerBackend
     public override string Description => Report.F(
         $"a real MariaDB {Version} (Debian `mariadb-server`) on 127.0.0.1:{_port}, default durability, `--userstat=1`, data in a temporary directory; started and stopped by the harness; the daemons poll every 250 ms (the default `--mysql-poll-interval`)");
 
-    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
-
     public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
 
     public override double PollsPerMinute => 60 / 0.25;
@@ -52,8 +50,7 @@ internal sealed class MySqlBackend : ServerBackend
 
     public static async Task<MySqlBackend> StartAsync(string scratch)
     {
-        var mysql = new MySqlBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "mariadb")).FullName);
-        try
+        return await StartedAsync(new MySqlBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "mariadb")).FullName), async mysql =>
         {
             var server = File.Exists("/usr/sbin/mariadbd") ? "/usr/sbin/mariadbd" : "mariadbd";
             await mysql.ReadVersionAsync(server);
@@ -73,16 +70,8 @@ internal sealed class MySqlBackend : ServerBackend
             await File.WriteAllTextAsync(mysql.PasswordFile, "bench\n");
             await mysql.SqlAsync($"CREATE DATABASE {Database}");
             await mysql.AddUserAsync("bench");
-            return mysql;
-        }
-        catch
-        {
-            await mysql.DisposeAsync();
-            throw;
-        }
+        });
     }
-
-    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public override Task PrepareCountedAsync(string identity) => AddUserAsync(User(identity));
 

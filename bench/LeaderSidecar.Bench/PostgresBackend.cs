@@ -41,8 +41,6 @@ internal sealed class PostgresBackend : ServerBackend
     public override string Description => Report.F(
         $"a real PostgreSQL {Version} (Debian `postgresql-15`) on 127.0.0.1:{_port}, run as the postgres user, default settings (fsync on) plus `pg_stat_statements`, data in a temporary directory; started and stopped by the harness");
 
-    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
-
     public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
 
     public override string CountSource => Report.F(
@@ -50,8 +48,7 @@ internal sealed class PostgresBackend : ServerBackend
 
     public static async Task<PostgresBackend> StartAsync()
     {
-        var postgres = new PostgresBackend();
-        try
+        return await StartedAsync(new PostgresBackend(), async postgres =>
         {
             await postgres.ReadVersionAsync(Path.Combine(Bin, "postgres"));
             await RunAsync("chown", "postgres:postgres", postgres.Directory);
@@ -67,16 +64,8 @@ internal sealed class PostgresBackend : ServerBackend
                 Path.Combine(postgres.Directory, "postgres.log"),
                 async () => (await postgres.SqlAsync("SELECT 1")).Trim() == "1");
             await postgres.SqlAsync("CREATE EXTENSION pg_stat_statements");
-            return postgres;
-        }
-        catch
-        {
-            await postgres.DisposeAsync();
-            throw;
-        }
+        });
     }
-
-    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public override Task PrepareCountedAsync(string identity) =>
         SqlAsync($"DO $$ BEGIN CREATE ROLE {Role(identity)} LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$");

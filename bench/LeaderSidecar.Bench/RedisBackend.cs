@@ -47,8 +47,6 @@ internal sealed partial class RedisBackend : ServerBackend
     public override string Description => Report.F(
         $"a real Redis {Version} (Debian `redis-server`) on 127.0.0.1:{_port}, append-only file (fsync every second), data in a temporary directory; started and stopped by the harness");
 
-    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
-
     public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
 
     public override string CountSource =>
@@ -58,8 +56,7 @@ internal sealed partial class RedisBackend : ServerBackend
 
     public static async Task<RedisBackend> StartAsync(string scratch)
     {
-        var redis = new RedisBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "redis")).FullName);
-        try
+        return await StartedAsync(new RedisBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "redis")).FullName), async redis =>
         {
             await redis.ReadVersionAsync("redis-server");
             var log = Path.Combine(redis.Directory, "redis.log");
@@ -70,16 +67,8 @@ internal sealed partial class RedisBackend : ServerBackend
                 async () => (await redis.CliAsync("PING")).Trim() == "PONG");
             await File.WriteAllTextAsync(redis.PasswordFile, "bench\n");
             redis.StartCounting();
-            return redis;
-        }
-        catch
-        {
-            await redis.DisposeAsync();
-            throw;
-        }
+        });
     }
-
-    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public override Task PrepareCountedAsync(string identity) =>
         CliAsync("ACL", "SETUSER", User(identity), "reset", "on", ">bench", "~*", "&*", "+@all");

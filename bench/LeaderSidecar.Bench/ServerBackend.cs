@@ -16,8 +16,13 @@ internal abstract partial class ServerBackend(string directory) : Backend
     /// <summary>The server's own directory (data and log).</summary>
     protected string Directory { get; } = directory;
 
+    /// <summary>No polling reference on these servers: the report puts the Kubernetes section's figures beside theirs.</summary>
+    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
+
     /// <summary>The server's version line, for the report's header.</summary>
     protected string Version { get; private set; } = "unknown";
+
+    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     /// <summary>
     /// Starts <paramref name="file"/> and waits up to 60 s until <paramref name="ready"/> says so;
@@ -58,6 +63,22 @@ internal abstract partial class ServerBackend(string directory) : Backend
             }
 
             await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Runs <paramref name="start"/> on <paramref name="backend"/>; if it fails, disposes the backend (killing what it started) and rethrows.</summary>
+    protected static async Task<T> StartedAsync<T>(T backend, Func<T, Task> start)
+        where T : ServerBackend
+    {
+        try
+        {
+            await start(backend);
+            return backend;
+        }
+        catch
+        {
+            await backend.DisposeAsync();
+            throw;
         }
     }
 
