@@ -1,7 +1,7 @@
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>
-/// What a daemon maps into its memory. OpenSSL (libcrypto and libssl, about 3.7 MiB of resident
+/// What a daemon maps into its memory. OpenSSL (libcrypto and libssl, about 3.6 MiB of resident
 /// memory) belongs only in a daemon that talks TLS: the file backend and the leader file need
 /// neither a cryptographic hash nor a cryptographic random generator from it.
 /// </summary>

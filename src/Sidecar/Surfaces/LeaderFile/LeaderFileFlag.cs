@@ -150,7 +150,10 @@ internal sealed partial class LeaderFileFlag : IDisposable
         }
     }
 
-    /// <summary>A temporary file name beside <paramref name="path"/> that nobody can guess.</summary>
+    /// <summary>
+    /// A temporary file name beside <paramref name="path"/> that nobody can guess: a GUID's 122
+    /// random bits, from the system's generator without loading OpenSSL.
+    /// </summary>
     internal static string TemporaryPath(string path) =>
         $"{TemporaryPrefix(path)}{Guid.NewGuid():N}.tmp";
 
