@@ -43,10 +43,16 @@ internal abstract class Backend : IAsyncDisposable
     /// </summary>
     public virtual (string Section, string Name)? CompareWith => null;
 
+    /// <summary>
+    /// Reads per minute every replica, leader or follower, sends by design (a store without a
+    /// change feed polls: MySQL); 0 when followers watch.
+    /// </summary>
+    public virtual double PollsPerMinute => 0;
+
     /// <summary>The columns of the request table, in order.</summary>
     public abstract IReadOnlyList<RequestColumn> RequestColumns { get; }
 
-    /// <summary>Where the per-replica counts of <see cref="ServerCounts"/> come from, for the report.</summary>
+    /// <summary>Where the per-replica counts of <see cref="ServerCountsAsync"/> come from, for the report.</summary>
     public abstract string CountSource { get; }
 
     /// <summary>A lease name no earlier run used.</summary>
@@ -54,7 +60,7 @@ internal abstract class Backend : IAsyncDisposable
 
     /// <summary>
     /// The flags that put a daemon on <paramref name="lease"/> as <paramref name="identity"/>. With
-    /// <paramref name="counted"/> its requests must show in <see cref="ServerCounts"/>.
+    /// <paramref name="counted"/> its requests must show in <see cref="ServerCountsAsync"/>.
     /// </summary>
     public abstract string[] DaemonArgs(string lease, string identity, bool counted);
 
@@ -62,7 +68,13 @@ internal abstract class Backend : IAsyncDisposable
     /// What the store's side saw from one counted replica so far, by <see cref="RequestColumn.Key"/>;
     /// null when it cannot tell replicas apart (a real cluster).
     /// </summary>
-    public abstract Dictionary<string, long>? ServerCounts(string lease, string identity);
+    public abstract Task<Dictionary<string, long>?> ServerCountsAsync(string lease, string identity);
+
+    /// <summary>
+    /// Makes what a counted replica needs on the server before it starts (its own user, where the
+    /// server counts per user); nothing by default.
+    /// </summary>
+    public virtual Task PrepareCountedAsync(string identity) => Task.CompletedTask;
 
     /// <summary>The whole server's own request counters by method, for a cross-check; null when it has none to offer.</summary>
     public virtual Task<Dictionary<string, long>?> ServerTotalsAsync() => Task.FromResult<Dictionary<string, long>?>(null);
@@ -107,8 +119,8 @@ internal sealed class KubernetesBackend(LeaseApi api) : Backend
     public override string[] DaemonArgs(string lease, string identity, bool counted) =>
         ["--backend", "kubernetes", "--kubeconfig", api.Candidate(lease, identity).Kubeconfig, "--namespace", api.Namespace, "--lease-name", lease];
 
-    public override Dictionary<string, long>? ServerCounts(string lease, string identity) =>
-        api.CountsOnServer ? api.ServerCounts(api.Candidate(lease, identity)) : null;
+    public override Task<Dictionary<string, long>?> ServerCountsAsync(string lease, string identity) =>
+        Task.FromResult(api.CountsOnServer ? api.ServerCounts(api.Candidate(lease, identity)) : null);
 
     public override ValueTask DisposeAsync() => api.DisposeAsync();
 }

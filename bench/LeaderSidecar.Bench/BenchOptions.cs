@@ -7,7 +7,7 @@ internal sealed record BenchOptions
 {
     public string Binary { get; init; } = "artifacts/aot/leader-sidecar";
 
-    /// <summary>Where the daemons keep their lease: <c>kubernetes</c> (the default) or <c>etcd</c>.</summary>
+    /// <summary>Where the daemons keep their lease: <c>kubernetes</c> (the default), <c>etcd</c>, <c>postgres</c>, <c>mysql</c> or <c>redis</c>.</summary>
     public string Backend { get; init; } = "kubernetes";
 
     public string? Kubeconfig { get; init; }
@@ -28,7 +28,7 @@ internal sealed record BenchOptions
 
     public IReadOnlySet<string> Only { get; init; } = new HashSet<string>();
 
-    public static readonly string[] Backends = ["kubernetes", "etcd"];
+    public static readonly string[] Backends = ["kubernetes", "etcd", "postgres", "mysql", "redis"];
 
     public static readonly string[] Scenarios = ["footprint", "startup", "http", "flood", "failover", "crash", "load"];
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
@@ -14,7 +13,7 @@ namespace LeaderSidecar.Bench;
 /// wire; the others connect directly. There is no polling reference on etcd: the report puts the
 /// Kubernetes section's figures beside these.
 /// </summary>
-internal sealed partial class EtcdBackend : Backend
+internal sealed partial class EtcdBackend : ServerBackend
 {
     private const string Range = "etcdserverpb.KV/Range";
     private const string Txn = "etcdserverpb.KV/Txn";
@@ -32,17 +31,11 @@ internal sealed partial class EtcdBackend : Backend
         new(CountingProxy.Connections, "connections opened", RequestKind.NotARequest),
     ];
 
-    private readonly Process _process;
     private readonly Uri _endpoint;
-    private readonly string _version;
     private readonly ConcurrentDictionary<(string Lease, string Identity), CountingProxy> _proxies = new();
 
-    private EtcdBackend(Process process, Uri endpoint, string version)
-    {
-        _process = process;
-        _endpoint = endpoint;
-        _version = version;
-    }
+    private EtcdBackend(string directory, Uri endpoint)
+        : base(directory) => _endpoint = endpoint;
 
     public override string Section => "etcd";
 
@@ -51,9 +44,7 @@ internal sealed partial class EtcdBackend : Backend
     public override string Name => "etcd";
 
     public override string Description => Report.F(
-        $"a real etcd {_version} (Debian `etcd-server`), one member on {_endpoint.Authority}, default heartbeat and election timeout, data in a temporary directory; started and stopped by the harness");
-
-    public override (string Section, string Name)? CompareWith => ("kubernetes", "Kubernetes");
+        $"a real etcd {Version} (Debian `etcd-server`), one member on {_endpoint.Authority}, default heartbeat and election timeout, data in a temporary directory; started and stopped by the harness");
 
     public override IReadOnlyList<RequestColumn> RequestColumns => Columns;
 
@@ -63,61 +54,25 @@ internal sealed partial class EtcdBackend : Backend
     /// <summary>Starts etcd in <paramref name="scratch"/> and waits until it has a leader.</summary>
     public static async Task<EtcdBackend> StartAsync(string scratch)
     {
-        var version = await VersionAsync();
         var client = $"http://127.0.0.1:{Harness.FreePort()}";
         var peer = $"http://127.0.0.1:{Harness.FreePort()}";
-        var directory = Directory.CreateDirectory(Path.Combine(scratch, "etcd")).FullName;
-        var info = Daemon.StartInfo("etcd", [
-            "--name", "bench", "--data-dir", Path.Combine(directory, "data"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"bench={peer}",
-            "--logger", "zap", "--log-outputs", Path.Combine(directory, "etcd.log")]);
-        var process = Daemon.Track(Process.Start(info)!);
-
-        // Drained, not closed: a Go program writing to a closed pipe dies of SIGPIPE.
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var etcd = new EtcdBackend(process, new Uri(client), version);
-        try
+        return await StartedAsync(new EtcdBackend(System.IO.Directory.CreateDirectory(Path.Combine(scratch, "etcd")).FullName, new Uri(client)), async etcd =>
         {
-            // /health says true once the member has a leader and answers a read through raft.
-            var deadline = Stopwatch.StartNew();
-            while (true)
-            {
-                if (process.HasExited)
-                {
-                    throw new InvalidOperationException($"etcd exited with {process.ExitCode}: {Tail(Path.Combine(directory, "etcd.log"))}");
-                }
-
-                try
-                {
-                    if ((await Harness.Http.GetStringAsync(new Uri(etcd._endpoint, "/health"))).Contains("\"true\"", StringComparison.Ordinal))
-                    {
-                        return etcd;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                }
-
-                if (deadline.Elapsed > TimeSpan.FromSeconds(30))
-                {
-                    throw new TimeoutException($"etcd did not become healthy within 30 s: {Tail(Path.Combine(directory, "etcd.log"))}");
-                }
-
-                await Task.Delay(100);
-            }
-        }
-        catch
-        {
-            await etcd.DisposeAsync();
-            throw;
-        }
+            await etcd.ReadVersionAsync("etcd");
+            var log = Path.Combine(etcd.Directory, "etcd.log");
+            await etcd.LaunchAsync(
+                "etcd",
+                [
+                    "--name", "bench", "--data-dir", Path.Combine(etcd.Directory, "data"),
+                    "--listen-client-urls", client, "--advertise-client-urls", client,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"bench={peer}",
+                    "--logger", "zap", "--log-outputs", log,
+                ],
+                log,
+                // /health says true once the member has a leader and answers a read through raft.
+                async () => (await Harness.Http.GetStringAsync(new Uri(etcd._endpoint, "/health"))).Contains("\"true\"", StringComparison.Ordinal));
+        });
     }
-
-    public override string NewLease(string scenario) => $"bench-{scenario}-{Guid.NewGuid().ToString("N")[..6]}";
 
     public override string[] DaemonArgs(string lease, string identity, bool counted)
     {
@@ -127,18 +82,18 @@ internal sealed partial class EtcdBackend : Backend
         return ["--backend", "etcd", "--etcd-endpoints", endpoint.GetLeftPart(UriPartial.Authority), "--namespace", "bench", "--lease-name", lease];
     }
 
-    public override Dictionary<string, long>? ServerCounts(string lease, string identity)
+    public override Task<Dictionary<string, long>?> ServerCountsAsync(string lease, string identity)
     {
         if (!_proxies.TryGetValue((lease, identity), out var proxy))
         {
-            return null;
+            return Task.FromResult<Dictionary<string, long>?>(null);
         }
 
         var seen = proxy.Snapshot();
         var counts = Columns.ToDictionary(c => c.Key, c => seen.GetValueOrDefault(c.Key));
         counts[Other] = seen.Where(p => !p.Key.StartsWith('(') && !counts.ContainsKey(p.Key)).Sum(p => p.Value)
             + seen.GetValueOrDefault(CountingProxy.Unreadable);
-        return counts;
+        return Task.FromResult<Dictionary<string, long>?>(counts);
     }
 
     /// <summary>etcd's own <c>grpc_server_started_total</c> by method ("etcdserverpb.KV/Txn"), every client together.</summary>
@@ -162,27 +117,8 @@ internal sealed partial class EtcdBackend : Backend
             await proxy.DisposeAsync();
         }
 
-        if (!_process.HasExited)
-        {
-            _process.Kill();
-            await _process.WaitForExitAsync();
-        }
-
-        Daemon.Untrack(_process);
-        _process.Dispose();
+        await base.DisposeAsync();
     }
-
-    private static async Task<string> VersionAsync()
-    {
-        var info = Daemon.StartInfo("etcd", ["--version"]);
-        using var process = Process.Start(info)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return output.Split('\n')[0].Replace("etcd Version:", "", StringComparison.Ordinal).Trim();
-    }
-
-    private static string Tail(string log) =>
-        File.Exists(log) ? string.Join('\n', File.ReadLines(log).TakeLast(5)) : "(no log)";
 
     [GeneratedRegex(@"^grpc_server_started_total\{(?=[^}]*grpc_method=""(?<method>[^""]+)"")(?=[^}]*grpc_service=""(?<service>[^""]+)"")[^}]*\} (?<value>[0-9.e+]+)", RegexOptions.Multiline)]
     private static partial Regex StartedMetric();

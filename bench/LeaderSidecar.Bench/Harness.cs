@@ -36,9 +36,12 @@ internal sealed class Harness(BenchOptions options, Backend backend, string scra
     public Task<Daemon> StartDaemonAsync(string lease, string identity, params string[] extra) =>
         Daemon.StartAsync(options.Binary, identity, [.. backend.DaemonArgs(lease, identity, counted: false), .. Timing.Args, .. extra]);
 
-    /// <summary>A daemon whose requests the backend counts per replica (<see cref="Backend.ServerCounts"/>).</summary>
-    public Task<Daemon> StartCountedDaemonAsync(string lease, string identity) =>
-        Daemon.StartAsync(options.Binary, identity, [.. backend.DaemonArgs(lease, identity, counted: true), .. Timing.Args]);
+    /// <summary>A daemon whose requests the backend counts per replica (<see cref="Backend.ServerCountsAsync"/>).</summary>
+    public async Task<Daemon> StartCountedDaemonAsync(string lease, string identity)
+    {
+        await backend.PrepareCountedAsync(identity);
+        return await Daemon.StartAsync(options.Binary, identity, [.. backend.DaemonArgs(lease, identity, counted: true), .. Timing.Args]);
+    }
 
     /// <summary>A polling reference elector; only on a backend with a <see cref="Backend.PollingApi"/>.</summary>
     public PollingElector StartElector(string lease, string identity)

@@ -95,6 +95,9 @@ finally
 static async Task<Backend> StartBackendAsync(BenchOptions options, string scratch) => options.Backend switch
 {
     "etcd" => await EtcdBackend.StartAsync(scratch),
+    "postgres" => await PostgresBackend.StartAsync(),
+    "mysql" => await MySqlBackend.StartAsync(scratch),
+    "redis" => await RedisBackend.StartAsync(scratch),
     _ => new KubernetesBackend(options.Kubeconfig is { } kubeconfig
         ? new ClusterApi(kubeconfig, options.Namespace)
         : await TestServerApi.StartAsync(scratch)),

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Threading.Channels;
 using LeaderSidecar.Election;
@@ -89,8 +88,9 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
             }
 
             // A fresh random name created exclusively: it can be neither a planted link nor an
-            // existing file, so proving the directory writable can never truncate anything.
-            var probe = Path.Combine(_directory, $".probe-{RandomNumberGenerator.GetHexString(32, lowercase: true)}");
+            // existing file, so proving the directory writable can never truncate anything. A
+            // GUID's 122 random bits come from the system's generator without loading OpenSSL.
+            var probe = Path.Combine(_directory, $".probe-{Guid.NewGuid():N}");
             File.OpenHandle(probe, FileMode.CreateNew, FileAccess.Write).Dispose();
             File.Delete(probe);
             return null;
@@ -109,8 +109,7 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
     /// <returns><see langword="null"/> when this process now owns the identity, else one line naming the problem.</returns>
     public string? ClaimIdentity(string identity)
     {
-        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity)))[..16];
-        var path = Path.Combine(_directory, $".{_fileName}.identity-{hash}");
+        var path = Path.Combine(_directory, $".{_fileName}.identity-{IdentityHash(identity)}");
         try
         {
             _identityLock = OpenLocked(path);
@@ -246,6 +245,23 @@ internal sealed class FileLeaseStore : ILeaseStore, IDisposable
         {
             Interlocked.Decrement(ref _pendingChangeWaits);
         }
+    }
+
+    /// <summary>
+    /// 16 hex digits naming <paramref name="identity"/>'s lock file: 64-bit FNV-1a of its UTF-8
+    /// bytes. Not a cryptographic hash on purpose: on Linux those load OpenSSL (about 3.6 MiB of
+    /// resident memory) into a daemon that may never use TLS; identities are the operator's own,
+    /// not an attacker's, and a collision only refuses a start.
+    /// </summary>
+    internal static string IdentityHash(string identity)
+    {
+        var hash = 14695981039346656037UL;
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(identity))
+        {
+            hash = (hash ^ b) * 1099511628211UL;
+        }
+
+        return hash.ToString("x16", CultureInfo.InvariantCulture);
     }
 
     /// <summary>

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using LeaderSidecar.Election;
 
@@ -151,9 +150,12 @@ internal sealed partial class LeaderFileFlag : IDisposable
         }
     }
 
-    /// <summary>A temporary file name beside <paramref name="path"/> that nobody can guess.</summary>
+    /// <summary>
+    /// A temporary file name beside <paramref name="path"/> that nobody can guess: a GUID's 122
+    /// random bits, from the system's generator without loading OpenSSL.
+    /// </summary>
     internal static string TemporaryPath(string path) =>
-        $"{TemporaryPrefix(path)}{RandomNumberGenerator.GetHexString(32, lowercase: true)}.tmp";
+        $"{TemporaryPrefix(path)}{Guid.NewGuid():N}.tmp";
 
     /// <summary>
     /// Writes <paramref name="content"/> to <paramref name="temporary"/>, which must not exist (so a

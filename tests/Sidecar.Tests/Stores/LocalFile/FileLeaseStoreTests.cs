@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores.LocalFile;
@@ -355,8 +354,7 @@ public sealed class FileLeaseStoreTests : IDisposable
     {
         using var elsewhere = new TempDirectory();
         var absent = elsewhere.File("absent");
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("me")))[..16];
-        File.CreateSymbolicLink(_dir.File($".default_app.json.identity-{hash}"), absent);
+        File.CreateSymbolicLink(_dir.File($".default_app.json.identity-{FileLeaseStore.IdentityHash("me")}"), absent);
         using var store = NewStore();
 
         var problem = store.ClaimIdentity("me");
