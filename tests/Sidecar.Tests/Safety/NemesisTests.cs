@@ -33,6 +33,15 @@ public sealed class NemesisTests(ITestOutputHelper output)
     [Fact]
     public Task On_the_file_store_no_two_replicas_ever_lead_at_once() => RunAsync("file", defaultRounds: 4);
 
+    [Fact]
+    public Task On_postgres_no_two_replicas_ever_lead_at_once() => RunAsync("postgres", defaultRounds: 3);
+
+    [Fact]
+    public Task On_mysql_no_two_replicas_ever_lead_at_once() => RunAsync("mysql", defaultRounds: 2);
+
+    [Fact]
+    public Task On_redis_no_two_replicas_ever_lead_at_once() => RunAsync("redis", defaultRounds: 4);
+
     private async Task RunAsync(string backend, int defaultRounds)
     {
         if (Environment.GetEnvironmentVariable("SAFETY_BACKEND") is { Length: > 0 } only && only != backend)
