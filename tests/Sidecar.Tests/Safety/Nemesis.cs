@@ -181,6 +181,13 @@ internal sealed class Nemesis
     /// <summary>Injects <paramref name="kinds"/>, holds them a while, heals them all, and waits for a leader.</summary>
     public async Task RunRoundAsync(int round, IReadOnlyList<FaultKind> kinds)
     {
+        // A process that died by itself is a bug the test reports; the run goes on with a new one.
+        foreach (var crashed in _cluster.EndCrashed())
+        {
+            Note($"{crashed.Label} is gone: it exited by itself");
+            await RestartAsync(crashed);
+        }
+
         var leader = await _cluster.LeaderAsync();
         var hold = kinds.Any(LongOutages.Contains)
             ? SafetyCluster.LeaseDuration + Between(TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(1500))
