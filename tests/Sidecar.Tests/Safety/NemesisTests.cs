@@ -40,7 +40,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
     public Task On_mysql_no_two_replicas_ever_lead_at_once() => RunAsync("mysql", defaultRounds: 2);
 
     [Fact]
-    public Task On_redis_no_two_replicas_ever_lead_at_once() => RunAsync("redis", defaultRounds: 4);
+    public Task On_redis_no_two_replicas_ever_lead_at_once() => RunAsync("redis", defaultRounds: 3);
 
     private async Task RunAsync(string backend, int defaultRounds)
     {
