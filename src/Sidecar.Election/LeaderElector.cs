@@ -356,8 +356,11 @@ public sealed partial class LeaderElector : IDisposable
         }
 
         // Use the record's duration, not our own flag: the holder promised to renew within it. A
-        // non-positive duration is treated as expired, as client-go does.
-        var duration = TimeSpan.FromSeconds(Math.Max(0, record.LeaseDurationSeconds));
+        // non-positive duration is nobody's promise (no elector writes one; client-go takes it as
+        // expired): it is a hand edit, and the holder it replaced may claim until its renew
+        // deadline without having seen it. So it is waited out for our own lease duration, as a
+        // deletion is.
+        var duration = record.LeaseDurationSeconds > 0 ? TimeSpan.FromSeconds(record.LeaseDurationSeconds) : _options.LeaseDuration;
         return _time.Add(_observedChangedAt, duration);
     }
 

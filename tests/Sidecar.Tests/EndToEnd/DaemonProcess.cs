@@ -43,6 +43,12 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>When the process exited (local wall clock), once <see cref="HasExited"/>.</summary>
+    public DateTime ExitTime => _process.ExitTime;
+
+    /// <summary>The exit code, once <see cref="HasExited"/>.</summary>
+    public int ExitCode => _process.ExitCode;
+
     public static string BinaryPath
     {
         get

@@ -13,10 +13,13 @@ namespace LeaderSidecar.Tests.Safety;
 internal interface ISafetyBackend : IAsyncDisposable
 {
     /// <summary>The backends, by the name <c>scripts/safety --backend</c> and <c>SAFETY_BACKEND</c> take.</summary>
-    public static readonly string[] Names = ["kubernetes", "etcd", "file"];
+    public static readonly string[] Names = ["kubernetes", "etcd", "file", "postgres", "mysql", "redis"];
 
     /// <summary>The store and network faults this backend injects, beyond the process faults and clock jumps.</summary>
     IReadOnlySet<FaultKind> Faults { get; }
+
+    /// <summary>What <see cref="PutGarbageAsync"/> can write, one chosen per fault: values, or names of edits, that are not a lease record.</summary>
+    IReadOnlyList<string> Garbage => HandEdit.Garbage;
 
     /// <summary>The daemon arguments that select this store for <paramref name="replica"/>.</summary>
     IEnumerable<string> Arguments(SafetyCluster.Replica replica);
@@ -41,6 +44,9 @@ internal interface ISafetyBackend : IAsyncDisposable
         "kubernetes" => await KubernetesSafetyBackend.StartAsync(replicas),
         "etcd" => await EtcdSafetyBackend.StartAsync(replicas),
         "file" => new FileSafetyBackend(),
+        "postgres" => await PostgresSafetyBackend.StartAsync(replicas),
+        "mysql" => await MySqlSafetyBackend.StartAsync(replicas),
+        "redis" => await RedisSafetyBackend.StartAsync(replicas),
         _ => throw new ArgumentException($"no safety backend \"{name}\" (use {string.Join(", ", Names)})", nameof(name)),
     };
 }

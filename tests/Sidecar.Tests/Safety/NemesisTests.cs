@@ -33,6 +33,15 @@ public sealed class NemesisTests(ITestOutputHelper output)
     [Fact]
     public Task On_the_file_store_no_two_replicas_ever_lead_at_once() => RunAsync("file", defaultRounds: 4);
 
+    [Fact]
+    public Task On_postgres_no_two_replicas_ever_lead_at_once() => RunAsync("postgres", defaultRounds: 3);
+
+    [Fact]
+    public Task On_mysql_no_two_replicas_ever_lead_at_once() => RunAsync("mysql", defaultRounds: 2);
+
+    [Fact]
+    public Task On_redis_no_two_replicas_ever_lead_at_once() => RunAsync("redis", defaultRounds: 3);
+
     private async Task RunAsync(string backend, int defaultRounds)
     {
         if (Environment.GetEnvironmentVariable("SAFETY_BACKEND") is { Length: > 0 } only && only != backend)
@@ -66,7 +75,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
 
         var runEnd = Stopwatch.GetTimestamp();
         var report = HistoryChecker.Check(cluster.Histories(), nemesis.Heals, nemesis.Events, runStart, runEnd);
-        var summary = Summary(backend, seed, rounds, nemesis, report, runEnd - runStart);
+        var summary = Summary(backend, seed, rounds, nemesis, report, runEnd - runStart, cluster.Crashes);
         output.WriteLine(summary);
         var problems = new List<string>();
         if (failure is not null)
@@ -74,6 +83,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
             problems.Add($"the run stopped: {failure.Message}");
         }
 
+        problems.AddRange(cluster.Crashes.Select(c => "CRASH: " + c));
         problems.AddRange(report.DescribeOverlaps(runStart).Select(o => "OVERLAP: " + o));
         problems.AddRange(report.TermProblems.Select(t => "TERM: " + t));
         problems.AddRange(report.Gaps.Where(g => g.Gap > LivenessBound).Select(g =>
@@ -87,7 +97,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
         }
     }
 
-    private static string Summary(string backend, int seed, int rounds, Nemesis nemesis, SafetyReport report, long elapsed)
+    private static string Summary(string backend, int seed, int rounds, Nemesis nemesis, SafetyReport report, long elapsed, IReadOnlyList<string> crashes)
     {
         var gaps = report.Gaps.Select(g => g.Gap.TotalMilliseconds).Order().ToList();
         var text = new StringBuilder();
@@ -96,6 +106,12 @@ public sealed class NemesisTests(ITestOutputHelper output)
         text.Append(CultureInfo.InvariantCulture,
             $"| {backend} | {seed} | {nemesis.Heals.Count}/{rounds} | {Stopwatch.GetElapsedTime(0, elapsed).TotalSeconds:0} s | {report.Intervals.Count} | {report.Overlaps.Count} | {report.TermProblems.Count} | " +
             $"{(gaps.Count > 0 ? gaps[gaps.Count / 2] : 0):0} ms | {(gaps.Count > 0 ? gaps[^1] : 0):0} ms |\n\n");
+        if (crashes.Count > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"**{crashes.Count} daemon process(es) exited by themselves** (a crash; each ends its history when it exited):\n\n");
+            text.AppendJoin(string.Empty, crashes.Select(c => $"- {c}\n")).Append('\n');
+        }
+
         text.Append("| fault | injected |\n|---|---|\n");
         foreach (var (kind, count) in nemesis.Injected)
         {

@@ -27,6 +27,7 @@ internal sealed class SafetyCluster : IAsyncDisposable
     private readonly TempDirectory _dir = new();
     private readonly List<LeadershipHistory> _ended = [];
     private readonly List<(string, IReadOnlyList<string>)> _logs = [];
+    private readonly List<string> _crashes = [];
     private ISafetyBackend _backend = null!;
 
     private SafetyCluster(IReadOnlyList<Replica> replicas)
@@ -120,6 +121,30 @@ internal sealed class SafetyCluster : IAsyncDisposable
         EndProcess(replica, Stopwatch.GetTimestamp());
     }
 
+    /// <summary>Every process that exited by itself, each a line for the report.</summary>
+    public IReadOnlyList<string> Crashes => _crashes;
+
+    /// <summary>
+    /// Ends the history of every process that exited by itself (a crash) at the moment it exited,
+    /// so a leader that died is not counted as leading on, and returns those replicas.
+    /// </summary>
+    public IReadOnlyList<Replica> EndCrashed()
+    {
+        var crashed = new List<Replica>();
+        foreach (var replica in Replicas.Where(r => r.Process is { HasExited: true }))
+        {
+            var process = replica.Process!;
+            var ago = DateTime.Now - process.ExitTime;
+            var exitedAt = Stopwatch.GetTimestamp() - (long)(Math.Max(0, ago.TotalSeconds) * Stopwatch.Frequency);
+            var last = process.OutputLines.LastOrDefault(l => l.Contains("exception", StringComparison.OrdinalIgnoreCase)) ?? (process.OutputLines is [.., var final] ? final : "");
+            _crashes.Add($"{replica.Label} exited by itself (code {process.ExitCode}): {last}");
+            EndProcess(replica, exitedAt);
+            crashed.Add(replica);
+        }
+
+        return crashed;
+    }
+
     /// <summary>Sets how far this replica's wall clock is from the real one (libfaketime reads it within a second).</summary>
     public void SetWallClockOffset(Replica replica, TimeSpan offset)
     {
@@ -148,6 +173,7 @@ internal sealed class SafetyCluster : IAsyncDisposable
     /// <summary>The histories of every process so far; running ones are read as they stand.</summary>
     public IReadOnlyList<LeadershipHistory> Histories()
     {
+        EndCrashed();
         var running = Replicas
             .Where(r => r.Process is not null)
             .Select(r => LeadershipHistory.Parse(r.Label, r.Identity, r.Process!.OutputLines, endedAt: null));
