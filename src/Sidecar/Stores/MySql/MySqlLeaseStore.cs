@@ -365,8 +365,15 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
                 throw Invalid($"uid must be 1 to {MaxUidLength} characters");
             }
 
+            var transitions = reader.GetInt32(4);
+            if (transitions < 0)
+            {
+                // A term never is: taking it would hand the next holder a term at or below an old one.
+                throw Invalid($"leaseTransitions {transitions} is negative, and a term never is");
+            }
+
             lease = new LeaseSnapshot(
-                new LeaseRecord(holder, reader.GetInt32(1), Time(reader, 2), Time(reader, 3), reader.GetInt32(4)),
+                new LeaseRecord(holder, reader.GetInt32(1), Time(reader, 2), Time(reader, 3), transitions),
                 reader.GetUInt64(5).ToString(CultureInfo.InvariantCulture),
                 uid);
         }

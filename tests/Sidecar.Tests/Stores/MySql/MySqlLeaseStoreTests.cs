@@ -154,6 +154,7 @@ public sealed class MySqlLeaseStoreTests : IAsyncLifetime
     [InlineData("renewTime = '0000-00-00 00:00:00'", "renewTime")]
     [InlineData("acquireTime = '2026-00-00 00:00:00'", "acquireTime")]
     [InlineData("uid = ''", "uid")]
+    [InlineData("leaseTransitions = -1", "leaseTransitions")]
     public async Task A_row_that_is_not_a_record_is_invalid(string edit, string column)
     {
         await Connect().CreateAsync(Record("a"), Ct);
