@@ -254,7 +254,7 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         var driver = new CancellationTokenSource();
-        var forward = cancellationToken.UnsafeRegister(static source => ThreadPool.UnsafeQueueUserWorkItem(CancelQuietly, (CancellationTokenSource)source!, preferLocal: false), driver);
+        var forward = QuietCancel.Forward(driver, cancellationToken);
         var work = ExecuteAsync(what, pool, statement, driver.Token);
         _ = work.ContinueWith(
             static (done, state) =>
@@ -270,18 +270,6 @@ internal sealed partial class MySqlLeaseStore : ILeaseStore, IDisposable
             TaskContinuationOptions.ExecuteSynchronously,
             TaskScheduler.Default);
         return await work.WaitAsync(cancellationToken);
-
-        static void CancelQuietly(CancellationTokenSource source)
-        {
-            try
-            {
-                source.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // The request finished meanwhile.
-            }
-        }
     }
 
     /// <summary>

@@ -442,7 +442,7 @@ internal sealed partial class PostgresLeaseStore : ILeaseStore, IDisposable, IAs
 
         try
         {
-            using (cancellationToken.UnsafeRegister(static state => ThreadPool.UnsafeQueueUserWorkItem(static cts => cts.Cancel(), (CancellationTokenSource)state!, preferLocal: false), inner))
+            using (QuietCancel.Forward(inner, cancellationToken))
             {
                 return await task.WaitAsync(cancellationToken);
             }
