@@ -36,11 +36,17 @@ internal sealed class LeadershipService(
         using var open = streams.TryOpen(WatchSurface.Grpc)
             ?? throw new RpcException(new RpcStatus(StatusCode.ResourceExhausted, $"{WatchStreams.MaxOpen} Watch streams are open already; try again later"));
         using var ends = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, drain.Closing);
+        // A write under way when the server starts closing gets the final write's grace to finish:
+        // cancelled mid-message it would reset the stream, and the status on its way (the release,
+        // at shutdown) would be lost with it.
+        using var grace = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        using var writes = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, grace.Token);
+        using var closing = drain.Closing.Register(static g => ((CancellationTokenSource)g!).CancelAfter(WatchStreams.FinalWriteTimeout), grace);
         try
         {
             await foreach (var status in state.WatchAsync(ends.Token))
             {
-                await responseStream.WriteAsync(StatusMessage.From(status, drain.Draining, time), ends.Token);
+                await responseStream.WriteAsync(StatusMessage.From(status, drain.Draining, time), writes.Token);
                 open.Wrote(status.Revision);
             }
         }

@@ -20,7 +20,7 @@ internal enum WatchSurface
 internal sealed class WatchStreams
 {
     /// <summary>How long the final status may take to reach a client when the server closes a stream.</summary>
-    private static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan FinalWriteTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The most streams open at once, on both surfaces together. Connections and streams per connection are bounded by the
