@@ -68,10 +68,9 @@ internal static partial class Daemon
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = (options.Exec?.Grace ?? TimeSpan.Zero) + options.DrainTimeout + options.RenewDeadline + TimeSpan.FromSeconds(2));
 
         var time = TimeProvider.System;
-        var store = StoreKinds.Select(options, environment).Create(options, environment, time);
+        StoreKinds.Select(options, environment).Register(builder.Services, options, environment, time);
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(options.Election);
-        builder.Services.AddSingleton(store);
         builder.Services.AddSingleton<LeadershipState>();
         builder.Services.AddSingleton<WatchStreams>();
         builder.Services.AddSingleton(services => new Drain(

@@ -33,6 +33,13 @@ internal abstract class StoreKind
     /// give it a logger.
     /// </summary>
     public abstract Func<IServiceProvider, ILeaseStore> Create(SidecarOptions options, Func<string, string?> environment, TimeProvider time);
+
+    /// <summary>
+    /// Registers the store, and whatever the store adds beside it (the Kubernetes store's writers
+    /// of an EndpointSlice or Events), in the daemon's services.
+    /// </summary>
+    public virtual void Register(IServiceCollection services, SidecarOptions options, Func<string, string?> environment, TimeProvider time) =>
+        services.AddSingleton(Create(options, environment, time));
 }
 
 /// <summary>
