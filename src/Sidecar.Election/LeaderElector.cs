@@ -407,13 +407,16 @@ public sealed partial class LeaderElector : IDisposable
         }
 
         var outcome = await AttemptAsync(purpose, ct);
-        if (outcome != Outcome.Conflict || !fromCache)
+        if (outcome != Outcome.Conflict)
         {
             return outcome;
         }
 
-        // Someone wrote since we last looked. Read once and decide again; never write blindly.
-        if (_leading)
+        // Someone wrote since we last looked. Read once and decide again; never write blindly. A
+        // conflict says nothing about when the lease is free again: only the record does. Without
+        // this read a candidate that lost a race would sit out a whole retry period, even if the
+        // winner released at once.
+        if (_leading && fromCache)
         {
             _metrics.SlowPath();
             LogSlowPath(_logger);

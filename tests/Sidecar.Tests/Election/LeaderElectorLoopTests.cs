@@ -106,6 +106,33 @@ public sealed class LeaderElectorLoopTests : IDisposable
     }
 
     [Fact]
+    public async Task A_candidate_that_lost_the_race_to_create_the_lease_takes_it_at_once_when_the_winner_releases()
+    {
+        // The watch is not up yet, so b reads, finds nothing, and loses the race to create the lease.
+        _store.WatchBroken = true;
+        _store.BeforeWrite = verb =>
+        {
+            if (verb == "create" && _store.Lease is null)
+            {
+                _store.Overwrite(new LeaseRecord("x", 15, _time.GetUtcNow(), _time.GetUtcNow(), 0));
+            }
+        };
+        var b = StartCandidates("b")[0];
+        await Eventually.Holds(() => b.Status.Holder == "x", "b lost the race and follows x");
+        _store.BeforeWrite = null;
+        _store.WatchBroken = false;
+
+        // Far less than a retry period: the watch comes back and tells b that x holds the lease.
+        await Eventually.Holds(() => _store.Requests("watch") > 1 && b.Elector.BusyFor == TimeSpan.Zero, "b watches again", _time, TimeSpan.FromMilliseconds(50));
+        Assert.True(_time.GetUtcNow() - _store.Lease!.Record.RenewTime < b.Options.RetryPeriod);
+        _store.Overwrite(new LeaseRecord("", 15, null, null, 0));
+
+        // The clock stands still: b takes the release it watched now, not after its retry period.
+        await Eventually.Holds(() => b.Status.IsLeader, "b takes the released lease");
+        Assert.Equal(1, b.Status.Term);
+    }
+
+    [Fact]
     public async Task Without_a_watch_followers_poll_and_still_take_over()
     {
         _store.WatchBroken = true;
