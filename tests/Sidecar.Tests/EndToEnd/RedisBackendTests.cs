@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using LeaderSidecar.Testing.LeaseApi.Tls;
 using LeaderSidecar.Tests.Stores.Redis;
 
