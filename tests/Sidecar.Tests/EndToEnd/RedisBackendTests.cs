@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using LeaderSidecar.Testing.LeaseApi.Tls;
+using LeaderSidecar.Tests.Stores;
 using LeaderSidecar.Tests.Stores.Redis;
 
 namespace LeaderSidecar.Tests.EndToEnd;
@@ -277,7 +278,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         await File.WriteAllTextAsync(_dir.File("server-key.pem"), certificates.Server.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
         await File.WriteAllTextAsync(_dir.File("client.pem"), client.ExportCertificatePem());
         await File.WriteAllTextAsync(_dir.File("client-key.pem"), client.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
-        var tlsPort = Stores.Etcd.EtcdServer.FreePort();
+        var tlsPort = ServerProcess.FreePort();
         var server = await StartServerAsync(
             "--tls-port", tlsPort.ToString(CultureInfo.InvariantCulture), "--tls-cert-file", _dir.File("server.pem"), "--tls-key-file", _dir.File("server-key.pem"),
             "--tls-ca-cert-file", _dir.File("ca.pem"), "--tls-auth-clients", "yes");
@@ -354,7 +355,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         await File.WriteAllTextAsync(_dir.File("ca.pem"), certificates.Authority.ExportCertificatePem());
         await File.WriteAllTextAsync(_dir.File("server.pem"), certificates.Server.ExportCertificatePem());
         await File.WriteAllTextAsync(_dir.File("server-key.pem"), certificates.Server.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
-        var tlsPort = Stores.Etcd.EtcdServer.FreePort();
+        var tlsPort = ServerProcess.FreePort();
         var server = await StartServerAsync(
             "--tls-port", tlsPort.ToString(CultureInfo.InvariantCulture), "--tls-cert-file", _dir.File("server.pem"), "--tls-key-file", _dir.File("server-key.pem"),
             "--tls-ca-cert-file", _dir.File("ca.pem"), "--tls-auth-clients", "no");

@@ -47,7 +47,7 @@ public sealed class EtcdLeaseStoreConformanceTests : RemoteLeaseStoreConformance
     }
 
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
-        Task.FromResult<ILeaseStore>(Connect(new Uri($"http://127.0.0.1:{EtcdServer.FreePort()}")));
+        Task.FromResult<ILeaseStore>(Connect(new Uri($"http://127.0.0.1:{ServerProcess.FreePort()}")));
 
     // Hand-written with etcdctl put, say.
     protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()

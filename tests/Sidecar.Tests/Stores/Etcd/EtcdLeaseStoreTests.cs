@@ -230,7 +230,7 @@ public sealed class EtcdLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_refused_first_endpoint_fails_over_to_the_next()
     {
-        var refused = new Uri($"http://127.0.0.1:{EtcdServer.FreePort()}");
+        var refused = new Uri($"http://127.0.0.1:{ServerProcess.FreePort()}");
         var store = Track(Store([refused, _server.Endpoint]));
 
         // A refused connection never carried the request, so even a write moves on at once.

@@ -12,9 +12,6 @@ internal sealed partial class EtcdServer
     /// <summary>The member's name in the cluster.</summary>
     public string Name => _name;
 
-    /// <summary>Whether the member's process runs and is not paused.</summary>
-    public bool IsRunning => _process is { HasExited: false } && !_paused;
-
     /// <summary>The members of one new cluster, not started yet; each knows every peer.</summary>
     internal static EtcdServer[] CreateMembers(int count)
     {

@@ -16,14 +16,12 @@ namespace LeaderSidecar.Tests.Stores.Etcd;
 /// (EtcdServer.Tls.cs). It can be paused, killed and restarted with the same data, and is stopped
 /// and deleted on dispose.
 /// </summary>
-internal sealed partial class EtcdServer : IAsyncDisposable
+internal sealed partial class EtcdServer : ServerProcess, IAsyncDisposable
 {
     private readonly TempDirectory _dir = new();
     private readonly int _clientPort = FreePort();
     private readonly int _peerPort = FreePort();
     private readonly GrpcChannel _channel;
-    private Process? _process;
-    private bool _paused;
 
     private readonly string[] _extraArgs;
 
@@ -61,55 +59,6 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         {
             await server.DisposeAsync();
             throw;
-        }
-    }
-
-    /// <summary>A loopback port nobody listens on (bound and released at once).</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    /// <summary>SIGSTOP: the member stops answering; its sockets stay open.</summary>
-    public void Pause()
-    {
-        _paused = true;
-        _ = Kill(_process!.Id, 19);
-    }
-
-    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
-    public void Resume()
-    {
-        if (_paused && _process is { HasExited: false })
-        {
-            _ = Kill(_process.Id, 18);
-        }
-
-        _paused = false;
-    }
-
-    /// <summary>SIGKILL, then a new etcd on the same ports and data directory, once it answers.</summary>
-    public async Task RestartAsync()
-    {
-        await StopAsync();
-        await LaunchAsync();
-    }
-
-    public async Task StopAsync()
-    {
-        if (_process is { } process)
-        {
-            Resume();
-            if (!process.HasExited)
-            {
-                process.Kill();
-                await process.WaitForExitAsync();
-            }
-
-            process.Dispose();
-            _process = null;
         }
     }
 
@@ -188,7 +137,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         return headers;
     }
 
-    private async Task LaunchAsync()
+    protected override async Task LaunchAsync()
     {
         StartProcess();
         await WaitUntilAnsweringAsync();
@@ -210,7 +159,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
         }
 
         var process = Process.Start(info)!;
-        _process = process;
+        Server = process;
         // Drained, not closed: a Go program writing to a closed pipe dies of SIGPIPE.
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
@@ -220,7 +169,7 @@ internal sealed partial class EtcdServer : IAsyncDisposable
 
     private async Task WaitUntilAnsweringAsync()
     {
-        var process = _process!;
+        var process = Server!;
 
         // Up means: a linearizable read is answered (a leader is elected), or an auth error says so.
         await Poll.UntilAsync(
@@ -245,6 +194,4 @@ internal sealed partial class EtcdServer : IAsyncDisposable
             "etcd to answer");
     }
 
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using LeaderSidecar.Tests.Stores.Etcd;
 using MySqlConnector;
 
 namespace LeaderSidecar.Tests.Stores.MySql;
@@ -12,7 +11,7 @@ namespace LeaderSidecar.Tests.Stores.MySql;
 /// authentication is real. It can be paused, killed and restarted with the same data, and is
 /// stopped and deleted on dispose.
 /// </summary>
-internal sealed class MariaDbServer : IAsyncDisposable
+internal sealed class MariaDbServer : ServerProcess, IAsyncDisposable
 {
     public const string Database = "leases";
     public const string User = "app";
@@ -21,13 +20,11 @@ internal sealed class MariaDbServer : IAsyncDisposable
     private const string TemplatePrefix = "leader-sidecar-mariadb-template-";
 
     private readonly TempDirectory _dir;
-    private Process? _process;
-    private bool _paused;
 
     private MariaDbServer(string? directoryPrefix = null)
     {
         _dir = directoryPrefix is null ? new TempDirectory() : new TempDirectory(directoryPrefix);
-        Port = EtcdServer.FreePort();
+        Port = FreePort();
     }
 
     public int Port { get; }
@@ -107,48 +104,6 @@ internal sealed class MariaDbServer : IAsyncDisposable
     public async Task<long> StatusAsync(string name) =>
         long.Parse((await SqlAsync($"SHOW GLOBAL STATUS LIKE '{name}'", database: null)).Split('\t')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>SIGSTOP: the server stops answering; its sockets stay open and new connections are queued unanswered.</summary>
-    public void Pause()
-    {
-        _paused = true;
-        _ = Kill(_process!.Id, 19);
-    }
-
-    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
-    public void Resume()
-    {
-        if (_paused && _process is { HasExited: false })
-        {
-            _ = Kill(_process.Id, 18);
-        }
-
-        _paused = false;
-    }
-
-    /// <summary>SIGKILL, then a new server on the same port and data directory, once it answers.</summary>
-    public async Task RestartAsync()
-    {
-        await StopAsync();
-        await LaunchAsync();
-    }
-
-    /// <summary>SIGKILL: connections are reset and the port refuses; InnoDB recovers the data on the next start.</summary>
-    public async Task StopAsync()
-    {
-        if (_process is { } process)
-        {
-            Resume();
-            if (!process.HasExited)
-            {
-                process.Kill();
-                await process.WaitForExitAsync();
-            }
-
-            process.Dispose();
-            _process = null;
-        }
-    }
-
     public async ValueTask DisposeAsync()
     {
         await StopAsync();
@@ -174,11 +129,11 @@ internal sealed class MariaDbServer : IAsyncDisposable
             database: null);
 
         // A clean shutdown, so the copies start without crash recovery.
-        var process = server._process!;
-        _ = Kill(process.Id, 15);
+        var process = server.Server!;
+        _ = Signal(process.Id, 15);
         await process.WaitForExitAsync();
         process.Dispose();
-        server._process = null;
+        server.Server = null;
         return server.DataDirectory;
     }
 
@@ -230,7 +185,7 @@ internal sealed class MariaDbServer : IAsyncDisposable
         Assert.True(process.ExitCode == 0, $"mariadb-install-db exited {process.ExitCode}: {await output}{await error}");
     }
 
-    private async Task LaunchAsync()
+    protected override async Task LaunchAsync()
     {
         // Debian puts the server in /usr/sbin, which is not on every user's PATH.
         var info = new ProcessStartInfo(File.Exists("/usr/sbin/mariadbd") ? "/usr/sbin/mariadbd" : "mariadbd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -246,7 +201,7 @@ internal sealed class MariaDbServer : IAsyncDisposable
         }
 
         var process = Process.Start(info)!;
-        _process = process;
+        Server = process;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
@@ -269,6 +224,4 @@ internal sealed class MariaDbServer : IAsyncDisposable
     // The server's own scratch files stay in the test's directory, not in the shared /tmp.
     private string TempDirectoryPath() => Directory.CreateDirectory(_dir.File("tmp")).FullName;
 
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }

@@ -41,7 +41,7 @@ public sealed class MySqlLeaseStoreConformanceTests : RemoteLeaseStoreConformanc
     }
 
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
-        Task.FromResult<ILeaseStore>(Connect(MariaDbServer.ConnectionStringAt(EtcdServer.FreePort())));
+        Task.FromResult<ILeaseStore>(Connect(MariaDbServer.ConnectionStringAt(ServerProcess.FreePort())));
 
     // A hand edit no writer of ours could leave: an empty uid.
     protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()

@@ -18,7 +18,7 @@ internal sealed class PgBouncer : IAsyncDisposable
 
     private PgBouncer()
     {
-        Port = EtcdServer.FreePort();
+        Port = ServerProcess.FreePort();
     }
 
     public int Port { get; }

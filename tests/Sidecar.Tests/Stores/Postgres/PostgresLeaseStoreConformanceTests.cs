@@ -40,7 +40,7 @@ public sealed class PostgresLeaseStoreConformanceTests : RemoteLeaseStoreConform
     }
 
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
-        Task.FromResult<ILeaseStore>(Connect($"postgresql://postgres@127.0.0.1:{Etcd.EtcdServer.FreePort()}/postgres"));
+        Task.FromResult<ILeaseStore>(Connect($"postgresql://postgres@127.0.0.1:{ServerProcess.FreePort()}/postgres"));
 
     // A hand edit no writer of ours could leave: a negative term.
     protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()

@@ -33,7 +33,7 @@ internal sealed class PostgresServer : IAsyncDisposable
     private PostgresServer(bool tls)
     {
         _tls = tls;
-        Port = EtcdServer.FreePort();
+        Port = ServerProcess.FreePort();
     }
 
     public int Port { get; }

@@ -37,7 +37,7 @@ public sealed class RedisLeaseStoreConformanceTests : RemoteLeaseStoreConformanc
     }
 
     protected override Task<ILeaseStore> ConnectUnreachableAsync() =>
-        Task.FromResult<ILeaseStore>(Connect(_server.Endpoint with { Port = Etcd.EtcdServer.FreePort() }));
+        Task.FromResult<ILeaseStore>(Connect(_server.Endpoint with { Port = ServerProcess.FreePort() }));
 
     // A hand edit no writer of ours could leave: a string where the hash should be (WRONGTYPE).
     protected override async Task<ILeaseStore> ConnectToInvalidLeaseAsync()

@@ -417,7 +417,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         await File.WriteAllTextAsync(dir.File("ca.pem"), certificates.Authority.ExportCertificatePem(), Ct);
         await File.WriteAllTextAsync(dir.File("server.pem"), certificates.Server.ExportCertificatePem(), Ct);
         await File.WriteAllTextAsync(dir.File("server-key.pem"), certificates.Server.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem(), Ct);
-        var tlsPort = Etcd.EtcdServer.FreePort();
+        var tlsPort = ServerProcess.FreePort();
         var server = await StartAsync(
             "--tls-port", tlsPort.ToString(CultureInfo.InvariantCulture), "--tls-cert-file", dir.File("server.pem"), "--tls-key-file", dir.File("server-key.pem"),
             "--tls-ca-cert-file", dir.File("ca.pem"), "--tls-auth-clients", "no");

@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using LeaderSidecar.Stores.Redis;
-using LeaderSidecar.Tests.Stores.Etcd;
 
 namespace LeaderSidecar.Tests.Stores.Redis;
 
@@ -15,18 +14,16 @@ namespace LeaderSidecar.Tests.Stores.Redis;
 /// forget its scripts (<c>SCRIPT FLUSH</c>), and made to drop its subscribers. Stopped and deleted
 /// on dispose. The tests' own commands go through <c>redis-cli</c>, as an operator's would.
 /// </summary>
-internal sealed class RedisServer : IAsyncDisposable
+internal sealed class RedisServer : ServerProcess, IAsyncDisposable
 {
     private readonly TempDirectory _dir = new();
     private readonly string[] _extraArgs;
     private readonly List<Task> _background = [];
-    private Process? _process;
-    private bool _paused;
 
     private RedisServer(string[] extraArgs)
     {
         _extraArgs = extraArgs;
-        Port = EtcdServer.FreePort();
+        Port = FreePort();
     }
 
     public int Port { get; }
@@ -68,48 +65,6 @@ internal sealed class RedisServer : IAsyncDisposable
             TimeSpan.FromSeconds(30),
             "the replica to connect to its primary");
         return replica;
-    }
-
-    /// <summary>SIGSTOP: the server stops answering; its sockets stay open.</summary>
-    public void Pause()
-    {
-        _paused = true;
-        _ = Kill(_process!.Id, 19);
-    }
-
-    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
-    public void Resume()
-    {
-        if (_paused && _process is { HasExited: false })
-        {
-            _ = Kill(_process.Id, 18);
-        }
-
-        _paused = false;
-    }
-
-    /// <summary>SIGKILL, then a new server on the same port and directory (the append-only file keeps the data), once it answers.</summary>
-    public async Task RestartAsync()
-    {
-        await StopAsync();
-        await LaunchAsync();
-    }
-
-    /// <summary>SIGKILL: every connection breaks at once.</summary>
-    public async Task StopAsync()
-    {
-        if (_process is { } process)
-        {
-            Resume();
-            if (!process.HasExited)
-            {
-                process.Kill();
-                await process.WaitForExitAsync();
-            }
-
-            process.Dispose();
-            _process = null;
-        }
     }
 
     /// <summary>Runs <c>redis-cli</c> against this server (with the admin password once set); returns its output.</summary>
@@ -237,7 +192,7 @@ internal sealed class RedisServer : IAsyncDisposable
         return info;
     }
 
-    private async Task LaunchAsync()
+    protected override async Task LaunchAsync()
     {
         var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[]
@@ -258,7 +213,7 @@ internal sealed class RedisServer : IAsyncDisposable
         }
 
         var process = Process.Start(info)!;
-        _process = process;
+        Server = process;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
@@ -271,6 +226,4 @@ internal sealed class RedisServer : IAsyncDisposable
             "redis-server to answer");
     }
 
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }
