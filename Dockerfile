@@ -9,6 +9,10 @@
 
 ARG SDK_IMAGE
 ARG RUNTIME_IMAGE
+# The lease stores linked into the binary: all (the default), or some joined by "+", such as
+# --build-arg LEADER_SIDECAR_STORES=kubernetes: a smaller binary that uses less memory
+# (docs/BENCHMARKS.md, "Footprint"); asked for a store it lacks, it says so and exits 2.
+ARG LEADER_SIDECAR_STORES=all
 
 # --- build -----------------------------------------------------------------------------------------
 # The -aot SDK tags add clang and zlib1g-dev, which native AOT links with.
@@ -23,7 +27,7 @@ COPY . .
 # platform (the arm64 one under QEMU emulation where the builder is x64, which is slow). The test
 # suite instead cross-compiles with `-r linux-arm64` and runs the arm64 binary under qemu-user
 # (scripts/arm64-smoke).
-RUN dotnet publish src/Sidecar -c Release -o /out
+RUN dotnet publish src/Sidecar -c Release -p:LeaderSidecarStores=${LEADER_SIDECAR_STORES:-all} -o /out
 
 # --- runtime ---------------------------------------------------------------------------------------
 # Chiseled runtime-deps: libc, libssl (for HTTPS to the API server) and CA certificates, no shell, no

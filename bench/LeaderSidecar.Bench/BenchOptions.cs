@@ -7,6 +7,9 @@ internal sealed record BenchOptions
 {
     public string Binary { get; init; } = "artifacts/aot/leader-sidecar";
 
+    /// <summary>The binary of the footprint scenario's file-backend leader (a file-only build, say); by default <see cref="Binary"/>.</summary>
+    public string? FileBinary { get; init; }
+
     /// <summary>Where the daemons keep their lease: <c>kubernetes</c> (the default), <c>etcd</c>, <c>postgres</c>, <c>mysql</c> or <c>redis</c>.</summary>
     public string Backend { get; init; } = "kubernetes";
 
@@ -52,6 +55,7 @@ internal sealed record BenchOptions
             options = args[i] switch
             {
                 "--binary" => options with { Binary = Value() },
+                "--file-binary" => options with { FileBinary = Value() },
                 "--backend" => options with { Backend = Value() },
                 "--kubeconfig" => options with { Kubeconfig = Value() },
                 "--namespace" => options with { Namespace = Value() },

@@ -28,7 +28,7 @@ internal static class Program
 
         // Before anything opens descriptors: the connection limits are derived from this limit.
         FileDescriptors.RaiseSoftLimit();
-        switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable))
+        switch (CommandLine.Parse(args, Environment.GetEnvironmentVariable, Environment.GetEnvironmentVariables().Keys.Cast<string>()))
         {
             case ParseResult.ShowHelp help:
                 Console.Out.Write(help.Text);

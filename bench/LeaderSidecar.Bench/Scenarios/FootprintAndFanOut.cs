@@ -32,7 +32,8 @@ internal static class FootprintAndFanOut
         await h.SingleLeaderAsync([leader.Roles]);
         await using var follower = await h.StartDaemonAsync(lease, "y", "--allow-tcp-control");
         var leaseDir = Directory.CreateDirectory(Path.Combine(h.Scratch, "footprint")).FullName;
-        await using var fileLeader = await Daemon.StartAsync(h.Options.Binary, "f", ["--backend", "file", "--lease-dir", leaseDir, "--lease-name", "footprint"]);
+        var fileBinary = h.Options.FileBinary ?? h.Options.Binary;
+        await using var fileLeader = await Daemon.StartAsync(fileBinary, "f", ["--backend", "file", "--lease-dir", leaseDir, "--lease-name", "footprint"]);
         await h.SingleLeaderAsync([leader.Roles, follower.Roles]);
         await h.SingleLeaderAsync([fileLeader.Roles]);
         await Task.Delay(TimeSpan.FromSeconds(10));
@@ -62,7 +63,7 @@ internal static class FootprintAndFanOut
             var loadedBreakdown = Breakdown(leader);
             h.Report.Rows.Add(new Row(Report.F($"RSS with {Streams} Watch streams ({Channels} HTTP/2 connections)"), Mib(loaded), "—", "—", "report", Report.Verdict(null)));
             h.Report.Details.Add(("Footprint", Report.F($"""
-                Binary: {new FileInfo(h.Options.Binary).Length:N0} bytes ({h.Options.Binary}). RSS is VmRSS from /proc/PID/status, {samples} samples 1 s apart (MiB = 1,048,576 bytes).
+                Binary: {new FileInfo(h.Options.Binary).Length:N0} bytes ({h.Options.Binary}){(fileBinary == h.Options.Binary ? "" : Report.F($"; the file-backend leader's: {new FileInfo(fileBinary).Length:N0} bytes ({fileBinary})"))}. RSS is VmRSS from /proc/PID/status, {samples} samples 1 s apart (MiB = 1,048,576 bytes).
                 Last sample split into anonymous memory and pages of the binary (RssAnon + RssFile + RssShmem): idle {name} leader {idleBreakdown}; idle {name} follower {idleFollowerBreakdown}; idle file leader {idleFileBreakdown}; with the streams {loadedBreakdown}.
                 With the streams open the daemon's `leader_sidecar_grpc_watch_streams` said {watched}; {broken} of {Streams} streams had failed to open.
                 """)));

@@ -27,6 +27,8 @@ internal abstract record ParseResult
 /// </summary>
 internal static partial class CommandLine
 {
+    private const string EnvironmentPrefix = "LEADER_SIDECAR_";
+
     private static readonly Flag[] Flags =
     [
         new("lease-name", "NAME", "Name of the lease to compete for (required).", null,
@@ -38,7 +40,7 @@ internal static partial class CommandLine
         new("backend", "auto|" + string.Join('|', StoreKinds.All.Select(k => k.Name)), "Lease store. auto picks the store whose flags are given (such as --etcd-endpoints), else kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with $KUBECONFIG, else file.", SidecarOptions.AutoBackend,
             (b, v) => ParseBackend(v) is { } name
                 ? Set(() => b.Options = b.Options with { Backend = name })
-                : $"unknown backend {Quote(v)} (use {SidecarOptions.AutoBackend}, {string.Join(", ", StoreKinds.All.SkipLast(1).Select(k => k.Name))} or {StoreKinds.All[^1].Name})"),
+                : StoreKinds.LeftOut(v.ToLowerInvariant()) ?? $"unknown backend {Quote(v)} (use {string.Join(", ", StoreKinds.All.SkipLast(1).Select(k => k.Name).Prepend(SidecarOptions.AutoBackend))} or {StoreKinds.All[^1].Name})"),
         .. StoreKinds.All.SelectMany(kind => kind.Flags).Select(flag => new Flag(flag.Name, flag.ValueName, flag.Help, flag.Default, (b, v) => flag.Apply(b.Options.Stores, v))),
         new("lease-duration", "DURATION", "How long followers wait after the last change they saw before taking the lease.", "15s",
             (b, v) => Duration(v, d => b.Options = b.Options with { LeaseDuration = d })),
@@ -95,9 +97,23 @@ internal static partial class CommandLine
             (b, v) => ParseLevel(v) is { } level ? Set(() => b.Options = b.Options with { LogLevel = level }) : $"unknown log level {Quote(v)} (use trace, debug, info, warn or error)"),
     ];
 
-    /// <summary>Reads the configuration from <paramref name="args"/> and the environment.</summary>
-    public static ParseResult Parse(IReadOnlyList<string> args, Func<string, string?> environment)
+    /// <summary>
+    /// Reads the configuration from <paramref name="args"/> and the environment;
+    /// <paramref name="environmentNames"/>, the names of every environment variable, are checked for
+    /// a store this build leaves out (<c>LEADER_SIDECAR_ETCD_ENDPOINTS</c> in a build without etcd).
+    /// </summary>
+    public static ParseResult Parse(IReadOnlyList<string> args, Func<string, string?> environment, IEnumerable<string>? environmentNames = null)
     {
+        foreach (var variable in environmentNames ?? [])
+        {
+            if (variable.StartsWith(EnvironmentPrefix, StringComparison.Ordinal)
+                && StoreKinds.LeftOut(variable[EnvironmentPrefix.Length..].Replace('_', '-').ToLowerInvariant()) is { } leftOut
+                && NonEmpty(environment(variable)) is not null)
+            {
+                return new ParseResult.Invalid($"{leftOut} (from ${variable})");
+            }
+        }
+
         var podName = NonEmpty(environment("POD_NAME"));
         var podNamespace = NonEmpty(environment("POD_NAMESPACE"));
         var builder = new Builder
@@ -149,7 +165,7 @@ internal static partial class CommandLine
             var flag = Array.Find(Flags, f => f.Name == name);
             if (flag is null)
             {
-                return new ParseResult.Invalid($"unknown flag --{name} (see --help)");
+                return new ParseResult.Invalid(StoreKinds.LeftOut(name) is { } leftOut ? $"{leftOut} (from --{name})" : $"unknown flag --{name} (see --help)");
             }
 
             string value;
@@ -469,7 +485,7 @@ internal static partial class CommandLine
     /// <param name="IsSwitch">A flag without a value (<c>--flag</c> means true; <c>--flag=false</c> also works).</param>
     private sealed record Flag(string Name, string ValueName, string Help, string? Default, Func<Builder, string, string?> Apply, bool IsSwitch = false)
     {
-        public string EnvironmentName => "LEADER_SIDECAR_" + Name.Replace('-', '_').ToUpperInvariant();
+        public string EnvironmentName => EnvironmentPrefix + Name.Replace('-', '_').ToUpperInvariant();
     }
 
     /// <summary>The options being assembled; flags replace fields one at a time.</summary>
