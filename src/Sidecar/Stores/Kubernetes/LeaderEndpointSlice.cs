@@ -114,7 +114,7 @@ internal sealed partial class LeaderEndpointSlice : IHostedService, IDisposable
         if (!IPAddress.TryParse(value, out var ip)
             || ip.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
             || (ip.AddressFamily == AddressFamily.InterNetwork && value.Count(c => c == '.') != 3)
-            || ip.ScopeId != 0)
+            || (ip.AddressFamily == AddressFamily.InterNetworkV6 && ip.ScopeId != 0))
         {
             throw new StartupException($"${PodIpVariable} {CommandLine.Quote(value)} is not an IP address (--leader-service)");
         }
@@ -205,6 +205,13 @@ internal sealed partial class LeaderEndpointSlice : IHostedService, IDisposable
             lock (_gate)
             {
                 (lead, finishing) = (_lead == true, _finishing);
+
+                // A wake-up from before this pass is served by it; only a later change cuts the next wait short.
+                if (_wake.Task.IsCompleted)
+                {
+                    _wake = NewSignal();
+                }
+
                 if (_dirty)
                 {
                     _dirty = false;
