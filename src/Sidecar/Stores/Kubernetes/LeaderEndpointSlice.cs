@@ -305,11 +305,12 @@ internal sealed partial class LeaderEndpointSlice : IHostedService, IDisposable
                     return Result.Done;
                 }
 
-                wanted = [new JsonObject
+                // The constructor, not a collection expression: its Add<T> is not trim-safe.
+                wanted = new JsonArray(new JsonObject
                 {
                     ["addresses"] = new JsonArray(_address),
                     ["conditions"] = new JsonObject { ["ready"] = true, ["serving"] = true, ["terminating"] = false },
-                }];
+                });
             }
             else
             {
@@ -323,7 +324,7 @@ internal sealed partial class LeaderEndpointSlice : IHostedService, IDisposable
                     return Result.Done;
                 }
 
-                wanted = [.. endpoints.Where(e => !Lists(e)).Select(e => e!.DeepClone())];
+                wanted = new JsonArray([.. endpoints.Where(e => !Lists(e)).Select(e => e!.DeepClone())]);
             }
 
             // 3. Only if leadership is still what was decided on: a claim that ran out meanwhile must
