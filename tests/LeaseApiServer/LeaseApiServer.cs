@@ -5,6 +5,7 @@ using LeaderSidecar.Testing.LeaseApi.Auth;
 using LeaderSidecar.Testing.LeaseApi.Faults;
 using LeaderSidecar.Testing.LeaseApi.Http;
 using LeaderSidecar.Testing.LeaseApi.Metrics;
+using LeaderSidecar.Testing.LeaseApi.Slices;
 using LeaderSidecar.Testing.LeaseApi.Storage;
 using LeaderSidecar.Testing.LeaseApi.Tls;
 using Microsoft.AspNetCore.Builder;
@@ -37,6 +38,7 @@ public sealed class LeaseApiServer : IAsyncDisposable
         TestCertificates? certificates,
         CancellationTokenSource stopping,
         LeaseStore store,
+        EndpointSliceStore endpointSlices,
         TokenRegistry tokens,
         FaultInjector faults,
         RequestCounters requests,
@@ -47,6 +49,7 @@ public sealed class LeaseApiServer : IAsyncDisposable
         _certificates = certificates;
         _stopping = stopping;
         Store = store;
+        EndpointSlices = endpointSlices;
         Tokens = tokens;
         Faults = faults;
         Requests = requests;
@@ -58,6 +61,9 @@ public sealed class LeaseApiServer : IAsyncDisposable
 
     /// <summary>The Leases, for reading and writing behind the API's back.</summary>
     public LeaseStore Store { get; }
+
+    /// <summary>The EndpointSlices (<c>discovery.k8s.io/v1</c>), for creating, reading and editing behind the API's back.</summary>
+    public EndpointSliceStore EndpointSlices { get; }
 
     /// <summary>Bearer tokens and what each may do.</summary>
     public TokenRegistry Tokens { get; }
@@ -82,6 +88,7 @@ public sealed class LeaseApiServer : IAsyncDisposable
         options ??= new LeaseApiServerOptions();
         var time = options.TimeProvider;
         var store = new LeaseStore(time, options.InitialResourceVersion, options.HistoryLimit);
+        var endpointSlices = new EndpointSliceStore(store.NextRevision, time);
         var tokens = new TokenRegistry(options.RequireAuthentication);
         var faults = new FaultInjector();
         var requests = new RequestCounters();
@@ -106,9 +113,10 @@ public sealed class LeaseApiServer : IAsyncDisposable
         var app = builder.Build();
         var watches = new WatchEndpoint(store, faults, options.DefaultWatchTimeout, stopping.Token);
         var handler = new LeaseApiHandler(store, tokens, faults, requests, watches, time);
-        app.Run(handler.HandleAsync);
+        var slices = new EndpointSliceHandler(endpointSlices, tokens, faults);
+        app.Run(context => EndpointSliceHandler.Serves(context.Request) ? slices.HandleAsync(context) : handler.HandleAsync(context));
 
-        var server = new LeaseApiServer(app, connections, certificates, stopping, store, tokens, faults, requests, options.BookmarkInterval);
+        var server = new LeaseApiServer(app, connections, certificates, stopping, store, endpointSlices, tokens, faults, requests, options.BookmarkInterval);
         try
         {
             await app.StartAsync(cancellationToken);

@@ -473,7 +473,7 @@ internal static partial class CommandLine
 
     internal static bool IsDnsSubdomain(string value) => value.Length <= 253 && DnsSubdomain().IsMatch(value);
 
-    private static bool IsDnsLabel(string value) => value.Length <= 63 && DnsLabel().IsMatch(value);
+    internal static bool IsDnsLabel(string value) => value.Length <= 63 && DnsLabel().IsMatch(value);
 
     // \z, not $: $ also matches before a final newline, and "app\n" would name another lease.
     [GeneratedRegex(@"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\z")]

@@ -22,6 +22,12 @@ internal abstract class StoreKind
     public virtual string? ChosenBy(SidecarOptions options) => null;
 
     /// <summary>
+    /// A flag of this store that means nothing to the others (for example <c>--leader-service</c>),
+    /// when given: another store chosen with it is a start-up error rather than a silent no-op.
+    /// </summary>
+    public virtual string? OnlyWith(SidecarOptions options) => null;
+
+    /// <summary>
     /// For <c>--backend auto</c> when no store was asked for: whether the surroundings point at this
     /// store (a pod's service account, a <c>$KUBECONFIG</c>).
     /// </summary>

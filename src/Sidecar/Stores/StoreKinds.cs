@@ -58,6 +58,20 @@ internal static class StoreKinds
     /// </summary>
     public static StoreKind Select(SidecarOptions options, Func<string, string?> environment)
     {
+        var selected = SelectByFlags(options, environment);
+        foreach (var other in All.Where(kind => kind != selected))
+        {
+            if (other.OnlyWith(options) is { } flag)
+            {
+                throw new StartupException($"{flag} works only with the {other.Name} backend, not {selected.Name}");
+            }
+        }
+
+        return selected;
+    }
+
+    private static StoreKind SelectByFlags(SidecarOptions options, Func<string, string?> environment)
+    {
         if (options.Backend != SidecarOptions.AutoBackend)
         {
             return Find(options.Backend) ?? throw new StartupException(LeftOut(options.Backend) ?? $"unknown backend {options.Backend}");

@@ -1,8 +1,9 @@
 namespace LeaderSidecar.Testing.LeaseApi.Auth;
 
 /// <summary>
-/// One RBAC <c>PolicyRule</c> on <c>coordination.k8s.io/leases</c>: the verbs it allows (<c>"*"</c> for all),
-/// optionally only for some Lease names and only in one namespace (a Role) or in all (a ClusterRole).
+/// One RBAC <c>PolicyRule</c> on <c>coordination.k8s.io/leases</c> (or, with <see cref="Resource"/>, on
+/// another resource the server serves, such as <c>endpointslices</c>): the verbs it allows (<c>"*"</c> for
+/// all), optionally only for some names and only in one namespace (a Role) or in all (a ClusterRole).
 /// </summary>
 /// <remarks>
 /// As in RBAC, a rule with <see cref="ResourceNames"/> matches only requests that carry a name: GET, PUT and
@@ -12,8 +13,11 @@ namespace LeaderSidecar.Testing.LeaseApi.Auth;
 public sealed record LeaseRule(
     IReadOnlyList<string> Verbs,
     IReadOnlyList<string>? ResourceNames = null,
-    string? Namespace = null)
+    string? Namespace = null,
+    string Resource = LeaseRule.Leases)
 {
+    public const string Leases = "leases";
+
     public const string Get = "get";
     public const string List = "list";
     public const string Watch = "watch";
@@ -32,8 +36,9 @@ public sealed record LeaseRule(
         new([Create], Namespace: namespaceName),
     ];
 
-    internal bool Allows(ApiVerb verb, string namespaceName, string? name) =>
+    internal bool Allows(ApiVerb verb, string namespaceName, string? name, string resource = Leases) =>
         (Namespace is null || Namespace == namespaceName)
+        && (Resource == "*" || Resource == resource)
         && Verbs.Any(allowed => allowed == "*" || allowed == verb.ToRbacVerb())
         && (ResourceNames is not { Count: > 0 } || (!string.IsNullOrEmpty(name) && ResourceNames.Contains(name)));
 }
@@ -42,8 +47,8 @@ public sealed record LeaseRule(
 public sealed record ApiUser(string Name, IReadOnlyList<LeaseRule> Rules)
 {
     /// <summary>A user allowed everything, like a cluster admin.</summary>
-    public static ApiUser Admin(string name = "admin") => new(name, [LeaseRule.All]);
+    public static ApiUser Admin(string name = "admin") => new(name, [new(["*"], Resource: "*")]);
 
-    internal bool Allows(ApiVerb verb, string namespaceName, string? name) =>
-        Rules.Any(rule => rule.Allows(verb, namespaceName, name));
+    internal bool Allows(ApiVerb verb, string namespaceName, string? name, string resource = LeaseRule.Leases) =>
+        Rules.Any(rule => rule.Allows(verb, namespaceName, name, resource));
 }

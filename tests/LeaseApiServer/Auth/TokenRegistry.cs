@@ -57,6 +57,6 @@ public sealed class TokenRegistry
         return token is not null && _users.TryGetValue(token, out var user) ? user : null;
     }
 
-    internal bool Authorize(ApiUser user, ApiVerb verb, string namespaceName, string? name) =>
-        !Enabled || user.Allows(verb, namespaceName, name);
+    internal bool Authorize(ApiUser user, ApiVerb verb, string namespaceName, string? name, string resource = LeaseRule.Leases) =>
+        !Enabled || user.Allows(verb, namespaceName, name, resource);
 }

@@ -103,6 +103,15 @@ public sealed class LeaseStore
         return existed;
     }
 
+    /// <summary>Takes the next revision for a write of another kind of object (etcd has one counter for all).</summary>
+    internal long NextRevision()
+    {
+        lock (_gate)
+        {
+            return ++_revision;
+        }
+    }
+
     /// <summary>Forgets the whole change history, as an etcd compaction at the current revision does: a
     /// watch may then resume only from the current revision on.</summary>
     public void CompactHistory()

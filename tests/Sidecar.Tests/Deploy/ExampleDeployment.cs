@@ -17,6 +17,7 @@ internal sealed class ExampleDeployment
     {
         ["metadata.name"] = "example-app-5d8f7c9b4-x2x7q",
         ["metadata.namespace"] = "demo",
+        ["status.podIP"] = "10.244.1.7",
     };
 
     private ExampleDeployment(string variant)

@@ -326,7 +326,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         RequestTimeout.WithinAsync(what, _requestTimeout, _time, request, cancellationToken);
 
     /// <summary>The whole body, or <see langword="null"/> when it is longer than <paramref name="limit"/> (not read further).</summary>
-    private static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
+    internal static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
     {
         if (content.Headers.ContentLength > limit)
         {
@@ -359,7 +359,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     }
 
     /// <summary>Enough of an error answer for its message; a body cut short only loses detail.</summary>
-    private static async Task<string> ReadErrorAsync(HttpContent content, CancellationToken cancellationToken)
+    internal static async Task<string> ReadErrorAsync(HttpContent content, CancellationToken cancellationToken)
     {
         await using var stream = await content.ReadAsStreamAsync(cancellationToken);
         var buffer = new byte[MaxErrorBytes];
@@ -463,7 +463,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     };
 
     /// <summary>Turns a client exception into a <see cref="LeaseStoreException"/>; null lets cancellation through.</summary>
-    private static LeaseStoreException? Failure(Exception e, CancellationToken cancellationToken) => e switch
+    internal static LeaseStoreException? Failure(Exception e, CancellationToken cancellationToken) => e switch
     {
         OperationCanceledException when cancellationToken.IsCancellationRequested => null,
         LeaseStoreException => null,
@@ -473,7 +473,7 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
         _ => new LeaseStoreException(LeaseStoreFailure.Unavailable, $"{e.GetType().Name}: {e.Message}", e),
     };
 
-    private static LeaseStoreException FromStatus(HttpStatusCode code, string? body)
+    internal static LeaseStoreException FromStatus(HttpStatusCode code, string? body)
     {
         var reason = (int)code switch
         {

@@ -46,6 +46,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
     private readonly Gauge.Child _execRunning;
     private readonly Gauge _appHealthy;
     private readonly Counter.Child _standAsides;
+    private readonly Counter _endpointUpdates;
 
     private Role _lastRole;
     private string? _lastHolder;
@@ -80,6 +81,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
         _execRunning = factory.CreateGauge("leader_sidecar_exec_running", "1 while the exec-mode command runs, else 0.", "name").WithLabels(_name);
         _appHealthy = factory.CreateGauge("leader_sidecar_app_healthy", "1 while the app's own health check (--app-health-url) says this replica is fit to lead, else 0; absent without the flag.", "name");
         _standAsides = factory.CreateCounter("leader_sidecar_stand_asides_total", "Times this replica stepped down and released the lease because its app was unhealthy.", "name").WithLabels(_name);
+        _endpointUpdates = factory.CreateCounter("leader_sidecar_endpoint_updates_total", "Attempts to update the leader's EndpointSlice (--leader-service), by result: success, conflict, forbidden, unauthorized, not_found, unavailable, error.", "name", "result");
         factory.CreateGauge("leader_sidecar_build_info", "Always 1; the version label is this build's.", "version").WithLabels(Configuration.CommandLine.Version).Set(1);
 
         foreach (var role in new[] { Role.Unknown, Role.Follower, Role.Leader })
@@ -129,6 +131,9 @@ internal sealed class SidecarMetrics : IElectionMetrics
 
     /// <summary>Whether the exec-mode command runs now.</summary>
     public void ExecRunning(bool running) => _execRunning.Set(running ? 1 : 0);
+
+    /// <summary>Counts an attempt to update the leader's EndpointSlice; <paramref name="result"/> is success or the failure's label.</summary>
+    public void EndpointUpdated(string result) => _endpointUpdates.WithLabels(_name, result).Inc();
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
     public Task WriteAsync(Stream destination, CancellationToken cancellationToken) =>
