@@ -41,6 +41,41 @@ public sealed class LeaderElectorHandOverTests : IDisposable
     }
 
     [Fact]
+    public async Task Without_a_watch_the_leader_notices_the_request_when_its_renew_conflicts_and_the_named_candidate_at_its_next_poll()
+    {
+        _store.WatchBroken = true;
+        var all = new[] { Start("a"), Start("b"), Start("c") };
+        await Eventually.Holds(() => all.Count(c => c.Status.IsLeader) == 1 && all.All(c => c.Status.Role != Role.Unknown), "one leader, by polling", _time, Step);
+        var leader = all.Single(c => c.Status.IsLeader);
+        var named = all.First(c => c != leader);
+        var term = leader.Status.Term!.Value;
+
+        _store.Annotate(new HandOverRequest(named.Options.Identity, (int)term));
+
+        await Eventually.Holds(() => named.Status.IsLeader, "the named candidate leads", _time, Step);
+        Assert.True(leader.Metrics.SlowPathCount >= 1, "the leader found the annotation through a conflicting renew");
+        Assert.Equal(term + 1, _store.Lease!.Record.LeaseTransitions);
+        Assert.Equal(named.Options.Identity, _store.Lease.Record.HolderIdentity);
+    }
+
+    [Fact]
+    public async Task An_unfit_named_candidate_does_not_take_it_at_once_and_a_fit_one_takes_it_after_the_grace()
+    {
+        var a = Start("a");
+        await Eventually.Holds(() => a.Status.IsLeader, "a leads");
+        var unfit = Start("unfit", gate: new CampaignGate(open: false, "app health check failing"));
+        var b = Start("b");
+        await Eventually.Holds(() => unfit.Status.Holder == "a" && b.Status.Holder == "a", "both follow a");
+
+        _store.Annotate(new HandOverRequest("unfit", (int)a.Status.Term!.Value));
+        await Eventually.Holds(() => _store.Lease!.Record.IsReleased, "a released");
+        await AdvanceAsync(TimeSpan.FromSeconds(14.5), () => Assert.DoesNotContain(new[] { a, unfit, b }, c => c.Status.IsLeader));
+
+        await Eventually.Holds(() => a.Status.IsLeader || b.Status.IsLeader, "a fit candidate leads after the grace", _time, Step);
+        Assert.False(unfit.Status.IsLeader);
+    }
+
+    [Fact]
     public async Task The_released_lease_still_names_the_candidate_it_was_handed_to()
     {
         var leader = Start("a");
@@ -125,9 +160,9 @@ public sealed class LeaderElectorHandOverTests : IDisposable
         Assert.Null(_store.Lease.HandOver);
     }
 
-    private Candidate Start(string identity, ElectionOptions? options = null)
+    private Candidate Start(string identity, ElectionOptions? options = null, CampaignGate? gate = null)
     {
-        var candidate = new Candidate(identity, _store, _time, options);
+        var candidate = new Candidate(identity, _store, _time, options, gate);
         _candidates.Add(candidate);
         candidate.Start();
         return candidate;
