@@ -17,13 +17,14 @@ public sealed class KubernetesHandOverTests : IAsyncLifetime
     private const string Annotation = "leader-sidecar.io/hand-over-to";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
     private readonly TempDirectory _dir = new();
-    private readonly List<DaemonProcess> _daemons = [];
     private LeaseApiServer _server = null!;
+    private KubernetesDaemons _daemons = null!;
 
     public async Task InitializeAsync()
     {
         _server = await LeaseApiServer.StartAsync(new LeaseApiServerOptions { UseTls = true });
         _server.Tokens.Set("token-operator", new ApiUser("kubernetes-admin", [LeaseRule.All]));
+        _daemons = new KubernetesDaemons(_server, _dir, Namespace, Name);
     }
 
     [Fact]
@@ -91,27 +92,12 @@ public sealed class KubernetesHandOverTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
     }
 
-    private async Task<List<DaemonProcess>> StartAsync(string[] extra, params string[] identities)
-    {
-        var started = await Task.WhenAll(identities.Select(async id =>
-        {
-            var token = $"token-{id}";
-            _server.Tokens.Set(token, new ApiUser($"system:serviceaccount:demo:{id}", LeaseRule.ForElection(Namespace, Name)));
-            var kubeconfig = _dir.File($"{id}.kubeconfig");
-            _server.WriteKubeconfig(kubeconfig, token, Namespace);
-            return await DaemonProcess.StartAsync(["--lease-name", Name, "--namespace", Namespace, "--kubeconfig", kubeconfig, "--identity", id, .. extra]);
-        }));
-        _daemons.AddRange(started);
-        return [.. started];
-    }
+    private Task<List<DaemonProcess>> StartAsync(string[] extra, params string[] identities) =>
+        _daemons.StartAsync(extra, [], identities);
 
     public async Task DisposeAsync()
     {
-        foreach (var daemon in _daemons)
-        {
-            await daemon.DisposeAsync();
-        }
-
+        await _daemons.DisposeAsync();
         await _server.DisposeAsync();
         _dir.Dispose();
     }

@@ -123,6 +123,26 @@ public sealed class KubernetesHandOverTests : IAsyncLifetime
         Assert.NotEqual(created.Version, edited.Version);
     }
 
+    [Fact]
+    public async Task A_release_over_a_watched_annotated_version_keeps_the_request()
+    {
+        var created = await _store.CreateAsync(Record("a", 0), _ct);
+        await using var watch = _store.WatchAsync(_ct).GetAsyncEnumerator(_ct);
+        Assert.True(await watch.MoveNextAsync());
+        var renewed = await _store.UpdateAsync(created, Record("a", 0) with { RenewTime = Now.AddSeconds(1) }, _ct);
+        Annotate(new() { [HandOverAnnotation.Key] = "b@0" });
+        LeaseSnapshot? edited = null;
+        while (edited?.HandOver is null)
+        {
+            Assert.True(await watch.MoveNextAsync());
+            edited = watch.Current;
+        }
+
+        var released = await _store.UpdateAsync(edited, new LeaseRecord("", 1, Now, Now.AddSeconds(3), 0), _ct);
+        Assert.Equal(new HandOverRequest("b", 0), released.HandOver);
+        Assert.NotEqual(renewed.Version, released.Version);
+    }
+
     /// <summary>Replaces the Lease's annotations behind the API, as <c>kubectl annotate</c> would.</summary>
     private void Annotate(Dictionary<string, string> annotations)
     {
