@@ -59,6 +59,9 @@ public sealed class LeaseApiServer : IAsyncDisposable
     /// <summary>The Leases, for reading and writing behind the API's back.</summary>
     public LeaseStore Store { get; }
 
+    /// <summary>core/v1 Events created through <c>POST /api/v1/namespaces/NS/events</c>.</summary>
+    public EventLog Events { get; private init; } = new();
+
     /// <summary>Bearer tokens and what each may do.</summary>
     public TokenRegistry Tokens { get; }
 
@@ -106,9 +109,13 @@ public sealed class LeaseApiServer : IAsyncDisposable
         var app = builder.Build();
         var watches = new WatchEndpoint(store, faults, options.DefaultWatchTimeout, stopping.Token);
         var handler = new LeaseApiHandler(store, tokens, faults, requests, watches, time);
-        app.Run(handler.HandleAsync);
+        var events = new EventLog();
+        var eventsEndpoint = new EventsEndpoint(tokens, events, store, time);
+        app.Run(context => EventsEndpoint.Namespace(context.Request) is { } eventsNamespace
+            ? eventsEndpoint.ServeAsync(context, eventsNamespace)
+            : handler.HandleAsync(context));
 
-        var server = new LeaseApiServer(app, connections, certificates, stopping, store, tokens, faults, requests, options.BookmarkInterval);
+        var server = new LeaseApiServer(app, connections, certificates, stopping, store, tokens, faults, requests, options.BookmarkInterval) { Events = events };
         try
         {
             await app.StartAsync(cancellationToken);

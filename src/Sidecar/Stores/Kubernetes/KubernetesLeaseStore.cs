@@ -84,6 +84,9 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
 
     public string Description { get; }
 
+    /// <summary>The connection, for what the store adds beside it (<see cref="LeaseEvents"/>).</summary>
+    internal ApiClient Api => _api;
+
     public async Task<LeaseSnapshot?> GetAsync(CancellationToken cancellationToken)
     {
         try

@@ -22,6 +22,7 @@ internal sealed class KubernetesStoreKind : StoreKind
     [
         new("kubeconfig", "PATH", "Kubeconfig file for the kubernetes backend outside a cluster.", "$" + KubeconfigVariable,
             (s, v) => v.Length > 0 ? s.Set<KubernetesSettings>(k => k with { Kubeconfig = v }) : "kubeconfig path must not be empty"),
+        LeaseEvents.Flag,
     ];
 
     public override string? ChosenBy(SidecarOptions options) =>
@@ -30,6 +31,12 @@ internal sealed class KubernetesStoreKind : StoreKind
     /// <summary>In a pod, or with <c>$KUBECONFIG</c> set: a shell's exported variable is weaker than another store's flag.</summary>
     public override bool IsAmbient(SidecarOptions options, Func<string, string?> environment) =>
         !string.IsNullOrEmpty(environment(KubeconfigVariable)) || KubernetesConnection.IsInCluster(environment);
+
+    public override void Register(IServiceCollection services, SidecarOptions options, Func<string, string?> environment, TimeProvider time)
+    {
+        base.Register(services, options, environment, time);
+        LeaseEvents.Register(services, options, time);
+    }
 
     public override Func<IServiceProvider, ILeaseStore> Create(SidecarOptions options, Func<string, string?> environment, TimeProvider time)
     {
