@@ -18,6 +18,13 @@ namespace LeaderSidecar.Election;
 /// nonce in each record. Every read is bounded in size: an oversized record is
 /// <see cref="LeaseStoreFailure.Invalid"/>, never buffered whole.
 /// </para>
+/// <para>
+/// A store may carry a <see cref="LeaseSnapshot.HandOver"/> request that an operator set beside
+/// the record (the Kubernetes store: an annotation). Such a store keeps the request across an
+/// update that keeps the term (a renew, a release) and drops it in an update that starts a new term
+/// (an acquisition), so whoever takes the lease next clears it. Stores that do not carry requests
+/// leave it <see langword="null"/>.
+/// </para>
 /// </remarks>
 public interface ILeaseStore
 {

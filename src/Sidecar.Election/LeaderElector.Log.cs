@@ -71,4 +71,8 @@ public sealed partial class LeaderElector
     [LoggerMessage(EventId = 17, EventName = "StandAsideDeferred", Level = LogLevel.Warning,
         Message = "Not fit to lead ({Reason}), but this replica stood aside recently; keeping the lease for at least {Seconds:0} s more, so leadership does not flap")]
     private static partial void LogStandAsideDeferred(ILogger logger, string reason, double seconds);
+
+    [LoggerMessage(EventId = 18, EventName = "HandingOver", Level = LogLevel.Information,
+        Message = "Asked to hand the lease of term {Term} over to '{Successor}': stepping down and releasing it to that candidate")]
+    private static partial void LogHandingOver(ILogger logger, string successor, int term);
 }

@@ -260,6 +260,11 @@ public sealed partial class LeaderElector : IDisposable
                 await ReadAsync("observe", ct);
             }
 
+            if (_leading && HandOverRequested() is { } successor)
+            {
+                await HandOverAsync(successor, ct);
+            }
+
             PublishView();
             Volatile.Write(ref _busySince, 0);
             await WaitAsync(NextWakeAt(), ct);
@@ -276,10 +281,58 @@ public sealed partial class LeaderElector : IDisposable
     /// closed, later by a further lease duration — so fit candidates take it first, and an unfit one
     /// takes it only once nobody has for that long (an unfit leader beats no leader).
     /// </summary>
+    /// <remarks>
+    /// A released lease handed over to a named candidate (<see cref="HandedOverTo"/>) is that
+    /// candidate's to take at once, without its campaign delay (unless it is unfit: then the gate's
+    /// rule stands). Everyone else leaves it alone for a further lease duration (our own) on our
+    /// clock from when we saw the release, so a named candidate that is missing or down delays the
+    /// next leader by at most that much.
+    /// </remarks>
     private long CampaignAt()
     {
         var extra = _options.CampaignDelay + (_gateOpen ? TimeSpan.Zero : _options.LeaseDuration);
-        return extra <= TimeSpan.Zero ? AvailableAt() : _time.Add(FreeSince(), extra);
+        var at = extra <= TimeSpan.Zero ? AvailableAt() : _time.Add(FreeSince(), extra);
+        return HandedOverTo() switch
+        {
+            null => at,
+            var successor when successor == Me => _gateOpen ? AvailableAt() : at,
+            _ => Math.Max(at, _time.Add(_observedChangedAt, _options.LeaseDuration)),
+        };
+    }
+
+    /// <summary>
+    /// Who the observed lease was handed over to: the candidate a request for its current term
+    /// names, while the lease is released; else <see langword="null"/>. A request for another term
+    /// is void.
+    /// </summary>
+    private string? HandedOverTo() =>
+        _observed is { Record.IsReleased: true, HandOver: { } request } lease && request.AppliesTo(lease.Record)
+            ? request.Identity
+            : null;
+
+    /// <summary>
+    /// Leader only: the candidate our term's holder is asked to hand the lease to, unless that is
+    /// us; else <see langword="null"/>.
+    /// </summary>
+    private string? HandOverRequested() =>
+        _observed is { HandOver: { } request } lease
+        && request.AppliesTo(lease.Record)
+        && request.Identity != Me
+        && _own.IsOurs(lease, claiming: true)
+            ? request.Identity
+            : null;
+
+    /// <summary>
+    /// Steps down and releases, as a resign does (the surfaces and the app are told first), because
+    /// the lease was asked to go to <paramref name="successor"/>. The store keeps the request on the
+    /// released lease, so the successor takes it at once and everyone else leaves it to it.
+    /// </summary>
+    private async Task HandOverAsync(string successor, CancellationToken ct)
+    {
+        _leading = false;
+        LogHandingOver(_logger, successor, _observed?.Record.LeaseTransitions ?? 0);
+        await ReleaseAfterAsync(_beforeStandAsideRelease, ct);
+        _nextAttemptAt = _time.GetTimestamp();
     }
 
     /// <summary>
@@ -523,8 +576,11 @@ public sealed partial class LeaderElector : IDisposable
     {
         // Only a record this process wrote: one that merely names us (a hand edit, a previous
         // process) may be someone else's running claim, and releasing it would hand it to a third.
+        // A record seen while our claim still ran is ours even at another version (only metadata
+        // changed, an annotation say): nobody else could have taken it then, and the compare-and-
+        // swap below fails if anyone wrote since.
         var current = _observed;
-        if (!_own.IsOurs(current, claiming: false))
+        if (!_own.IsOurs(current, claiming: _lastObservedAt is { } seen && seen < _claimDeadline))
         {
             return;
         }

@@ -37,4 +37,24 @@ public sealed record LeaseRecord(
 /// <param name="Version">Opaque compare-and-swap token (a Kubernetes <c>resourceVersion</c>).</param>
 /// <param name="Uid">Identity of the stored object (<c>metadata.uid</c>): a deleted and re-created
 /// lease has a new uid, so (uid, transitions) only ever grows as a fencing token.</param>
-public sealed record LeaseSnapshot(LeaseRecord Record, string Version, string Uid);
+public sealed record LeaseSnapshot(LeaseRecord Record, string Version, string Uid)
+{
+    /// <summary>
+    /// A request, stored beside the record, that the holder of one term hand the lease to a named
+    /// candidate; <see langword="null"/> when there is none or the store does not carry such requests.
+    /// </summary>
+    public HandOverRequest? HandOver { get; init; }
+}
+
+/// <summary>
+/// "Holder of term <paramref name="Term"/>: release the lease to <paramref name="Identity"/>."
+/// Only meaningful while the lease is in that term (its <see cref="LeaseRecord.LeaseTransitions"/>):
+/// once the term changes the request is void, which makes it one-shot.
+/// </summary>
+/// <param name="Identity">The candidate that should lead next.</param>
+/// <param name="Term">The term whose holder is asked to hand over.</param>
+public sealed record HandOverRequest(string Identity, int Term)
+{
+    /// <summary>Whether the request applies to <paramref name="record"/>: made for the term it is in.</summary>
+    public bool AppliesTo(LeaseRecord record) => Term == record.LeaseTransitions;
+}

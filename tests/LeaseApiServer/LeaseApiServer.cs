@@ -65,6 +65,9 @@ public sealed class LeaseApiServer : IAsyncDisposable
     /// <summary>The EndpointSlices (<c>discovery.k8s.io/v1</c>), for creating, reading and editing behind the API's back.</summary>
     public EndpointSliceStore EndpointSlices { get; }
 
+    /// <summary>core/v1 Events created through <c>POST /api/v1/namespaces/NS/events</c>.</summary>
+    public EventLog Events { get; private init; } = new();
+
     /// <summary>Bearer tokens and what each may do.</summary>
     public TokenRegistry Tokens { get; }
 
@@ -114,9 +117,13 @@ public sealed class LeaseApiServer : IAsyncDisposable
         var watches = new WatchEndpoint(store, faults, options.DefaultWatchTimeout, stopping.Token);
         var handler = new LeaseApiHandler(store, tokens, faults, requests, watches, time);
         var slices = new EndpointSliceHandler(endpointSlices, tokens, faults);
-        app.Run(context => EndpointSliceHandler.Serves(context.Request) ? slices.HandleAsync(context) : handler.HandleAsync(context));
+        var events = new EventLog();
+        var eventsEndpoint = new EventsEndpoint(tokens, events, store, time);
+        app.Run(context => EndpointSliceHandler.Serves(context.Request) ? slices.HandleAsync(context)
+            : EventsEndpoint.Namespace(context.Request) is { } eventsNamespace ? eventsEndpoint.ServeAsync(context, eventsNamespace)
+            : handler.HandleAsync(context));
 
-        var server = new LeaseApiServer(app, connections, certificates, stopping, store, endpointSlices, tokens, faults, requests, options.BookmarkInterval);
+        var server = new LeaseApiServer(app, connections, certificates, stopping, store, endpointSlices, tokens, faults, requests, options.BookmarkInterval) { Events = events };
         try
         {
             await app.StartAsync(cancellationToken);

@@ -9,6 +9,8 @@ namespace LeaderSidecar.Testing.LeaseApi.Auth;
 /// As in RBAC, a rule with <see cref="ResourceNames"/> matches only requests that carry a name: GET, PUT and
 /// DELETE by URL, LIST and WATCH only with <c>fieldSelector=metadata.name=NAME</c>. A create carries no name
 /// (it is in the body), so a create limited by name is never allowed.
+/// <see cref="Resource"/> is <c>leases</c> unless the rule is about core/v1 <c>events</c>, which the
+/// server only lets be created and listed (<see cref="EventsCreate"/>); <c>"*"</c> is both.
 /// </remarks>
 public sealed record LeaseRule(
     IReadOnlyList<string> Verbs,
@@ -26,7 +28,10 @@ public sealed record LeaseRule(
     public const string Delete = "delete";
 
     /// <summary>Every verb on every Lease.</summary>
-    public static LeaseRule All { get; } = new(["*"]);
+    public static LeaseRule All { get; } = new(["*"], Resource: "*");
+
+    /// <summary>What the sidecar's <c>--events</c> needs: create core/v1 events in the namespace.</summary>
+    public static LeaseRule EventsCreate(string namespaceName) => new([Create], Namespace: namespaceName, Resource: "events");
 
     /// <summary>The least privilege the product's <c>deploy/</c> RBAC grants: get, update, list and watch
     /// of the one Lease by name, plus create (which RBAC cannot limit by name).</summary>
@@ -51,4 +56,7 @@ public sealed record ApiUser(string Name, IReadOnlyList<LeaseRule> Rules)
 
     internal bool Allows(ApiVerb verb, string namespaceName, string? name, string resource = LeaseRule.Leases) =>
         Rules.Any(rule => rule.Allows(verb, namespaceName, name, resource));
+
+    internal bool AllowsEvents(ApiVerb verb, string namespaceName) =>
+        Rules.Any(rule => rule.Allows(verb, namespaceName, null, "events"));
 }

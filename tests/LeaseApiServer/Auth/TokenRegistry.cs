@@ -59,4 +59,7 @@ public sealed class TokenRegistry
 
     internal bool Authorize(ApiUser user, ApiVerb verb, string namespaceName, string? name, string resource = LeaseRule.Leases) =>
         !Enabled || user.Allows(verb, namespaceName, name, resource);
+
+    internal bool AuthorizeEvents(ApiUser user, ApiVerb verb, string namespaceName) =>
+        !Enabled || user.AllowsEvents(verb, namespaceName);
 }

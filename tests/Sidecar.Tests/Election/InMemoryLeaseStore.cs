@@ -88,7 +88,9 @@ internal sealed class InMemoryLeaseStore : ILeaseStore
                 throw new LeaseStoreException(LeaseStoreFailure.Conflict, "the object has been modified");
             }
 
-            return Answer(Store(_lease with { Record = record }));
+            // A hand-over request survives a write in its term and goes with the next acquisition.
+            var handOver = record.LeaseTransitions == _lease.Record.LeaseTransitions ? _lease.HandOver : null;
+            return Answer(Store(_lease with { Record = record, HandOver = handOver }));
         }
     }
 
@@ -101,6 +103,15 @@ internal sealed class InMemoryLeaseStore : ILeaseStore
         lock (_gate)
         {
             return Store(new LeaseSnapshot(record, "", _lease?.Uid ?? Guid.NewGuid().ToString()));
+        }
+    }
+
+    /// <summary>Sets (or removes) the hand-over request beside the record, as an operator's annotation does: a new version, the same record.</summary>
+    public LeaseSnapshot Annotate(HandOverRequest? request)
+    {
+        lock (_gate)
+        {
+            return Store(_lease! with { HandOver = request });
         }
     }
 

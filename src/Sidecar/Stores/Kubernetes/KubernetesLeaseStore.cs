@@ -61,6 +61,9 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     // (labels, annotations, owner references) with only the spec changed, as client-go does.
     private readonly List<LeaseObject> _seen = [];
 
+    // The last malformed hand-over annotation logged, so each bad value is logged once.
+    private string? _malformedHandOver;
+
     // Where the next watch resumes: the newest resourceVersion seen and the lease as of then.
     private string? _resumeVersion;
     private LeaseSnapshot? _resumeLease;
@@ -113,7 +116,14 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             seen = _seen.FindLast(l => l.Metadata?.ResourceVersion == current.Version);
         }
 
-        var metadata = new ObjectMetadata { Name = _name, Namespace = _namespace, ResourceVersion = current.Version, Uid = current.Uid };
+        var metadata = new ObjectMetadata
+        {
+            Name = _name,
+            Namespace = _namespace,
+            ResourceVersion = current.Version,
+            Uid = current.Uid,
+            Annotations = HandOverAnnotation.ForUpdate(seen?.Metadata?.Annotations, current.Record, record),
+        };
         if (seen?.Metadata?.Other is { } other)
         {
             // managedFields stay out: omitted in an update, the server keeps them as they are.
@@ -448,7 +458,27 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
             spec.AcquireTime,
             spec.RenewTime,
             spec.LeaseTransitions ?? 0);
-        return new LeaseSnapshot(record, lease.Metadata?.ResourceVersion ?? "", lease.Metadata?.Uid ?? "");
+        return new LeaseSnapshot(record, lease.Metadata?.ResourceVersion ?? "", lease.Metadata?.Uid ?? "")
+        {
+            HandOver = HandOver(lease.Metadata?.Annotations),
+        };
+    }
+
+    /// <summary>The hand-over request the annotations make; a malformed one is ignored and logged once.</summary>
+    private HandOverRequest? HandOver(Dictionary<string, string>? annotations)
+    {
+        if (annotations?.GetValueOrDefault(HandOverAnnotation.Key) is not { } value)
+        {
+            return null;
+        }
+
+        var request = HandOverAnnotation.Parse(value, out var problem);
+        if (problem is not null && Interlocked.Exchange(ref _malformedHandOver, value) != value)
+        {
+            LogMalformedHandOver(_logger, HandOverAnnotation.Key, Shorten(value), problem);
+        }
+
+        return request;
     }
 
     /// <summary>The spec for <paramref name="record"/>, with the spec fields the election does not manage kept as they were.</summary>
@@ -544,6 +574,10 @@ internal sealed partial class KubernetesLeaseStore : ILeaseStore, IDisposable
     [LoggerMessage(EventId = 600, EventName = "WatchExpired", Level = LogLevel.Information,
         Message = "Lease watch from resourceVersion {ResourceVersion} is too old (410 Gone); the next watch lists first")]
     private static partial void LogWatchExpired(ILogger logger, string resourceVersion);
+
+    [LoggerMessage(EventId = 601, EventName = "MalformedHandOver", Level = LogLevel.Warning,
+        Message = "Ignoring the Lease annotation {Annotation}: \"{Value}\" ({Problem})")]
+    private static partial void LogMalformedHandOver(ILogger logger, string annotation, string value, string problem);
 
     private readonly record struct WatchChange(string? Version, LeaseSnapshot? Lease, bool IsChange, bool Expired);
 }

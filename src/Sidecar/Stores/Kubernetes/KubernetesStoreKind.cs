@@ -27,6 +27,7 @@ internal sealed class KubernetesStoreKind : StoreKind
             (s, v) => v.Length > 0 ? s.Set<KubernetesSettings>(k => k with { Kubeconfig = v }) : "kubeconfig path must not be empty"),
         new("leader-service", "NAME", "Keep the EndpointSlice NAME-leader listing only the leader's pod IP ($POD_IP), so the selector-less Service NAME reaches only the leader (kubernetes backend).", null,
             (s, v) => LeaderEndpointSlice.ServiceNameProblem(v) ?? s.Set<KubernetesSettings>(k => k with { LeaderService = v })),
+        LeaseEvents.Flag,
     ];
 
     public override string? ChosenBy(SidecarOptions options) =>
@@ -51,6 +52,8 @@ internal sealed class KubernetesStoreKind : StoreKind
         {
             LeaderEndpointSlice.Register(services, api, options, service, environment, time);
         }
+
+        LeaseEvents.Register(services, api, options, time);
     }
 
     private static Func<IServiceProvider, ILeaseStore> StoreOn(ApiClient api, SidecarOptions options, TimeProvider time) =>

@@ -33,6 +33,9 @@ internal sealed class ObjectMetadata
 
     public string? ResourceVersion { get; set; }
 
+    /// <summary>Typed because the store reads one (<see cref="HandOverAnnotation"/>); all are written back.</summary>
+    public Dictionary<string, string>? Annotations { get; set; }
+
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Other { get; set; }
 }

@@ -47,6 +47,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
     private readonly Gauge _appHealthy;
     private readonly Counter.Child _standAsides;
     private readonly Counter _endpointUpdates;
+    private readonly Counter _events;
 
     private Role _lastRole;
     private string? _lastHolder;
@@ -82,6 +83,7 @@ internal sealed class SidecarMetrics : IElectionMetrics
         _appHealthy = factory.CreateGauge("leader_sidecar_app_healthy", "1 while the app's own health check (--app-health-url) says this replica is fit to lead, else 0; absent without the flag.", "name");
         _standAsides = factory.CreateCounter("leader_sidecar_stand_asides_total", "Times this replica stepped down and released the lease because its app was unhealthy.", "name").WithLabels(_name);
         _endpointUpdates = factory.CreateCounter("leader_sidecar_endpoint_updates_total", "Attempts to update the leader's EndpointSlice (--leader-service), by result: success, conflict, forbidden, unauthorized, not_found, unavailable, error.", "name", "result");
+        _events = factory.CreateCounter("leader_sidecar_events_total", "Kubernetes Events about this replica's leadership (--events), by result: sent, failed, dropped (the queue was full).", "name", "result");
         factory.CreateGauge("leader_sidecar_build_info", "Always 1; the version label is this build's.", "version").WithLabels(Configuration.CommandLine.Version).Set(1);
 
         foreach (var role in new[] { Role.Unknown, Role.Follower, Role.Leader })
@@ -119,6 +121,9 @@ internal sealed class SidecarMetrics : IElectionMetrics
     public void TermExhausted() => _termExhausted.Inc();
 
     public void StoodAside() => _standAsides.Inc();
+
+    /// <summary>One Kubernetes Event's fate (<c>--events</c>): sent, failed or dropped.</summary>
+    public void EventRecorded(string result) => _events.WithLabels(_name, result).Inc();
 
     /// <summary>What the app's health check says now.</summary>
     public void AppHealthy(bool healthy) => _appHealthy.WithLabels(_name).Set(healthy ? 1 : 0);
