@@ -98,6 +98,21 @@ internal static class Eventually
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(5);
 
     /// <summary>
+    /// Moves the fake clock by <paramref name="total"/> in steps of <paramref name="step"/>, giving the
+    /// candidates a moment to react after each, and checks <paramref name="invariant"/> every time:
+    /// for what must hold all along, where there is no condition to wait for.
+    /// </summary>
+    public static async Task HoldsWhileAdvancing(FakeTimeProvider time, TimeSpan total, TimeSpan step, Action invariant)
+    {
+        for (var moved = TimeSpan.Zero; moved < total; moved += step)
+        {
+            time.Advance(step);
+            await Task.Delay(Poll);
+            invariant();
+        }
+    }
+
+    /// <summary>
     /// Waits, with a real-time deadline, until <paramref name="condition"/> holds. With a fake clock,
     /// advances it by <paramref name="step"/> each time the candidates have had a moment to react.
     /// </summary>

@@ -36,7 +36,7 @@ public sealed class LeaderElectorHandOverTests : IDisposable
         Assert.Equal(named.Options.Identity, _store.Lease!.Record.HolderIdentity);
         Assert.Equal(term + 1, _store.Lease.Record.LeaseTransitions);
         Assert.Null(_store.Lease.HandOver);
-        await AdvanceAsync(TimeSpan.FromSeconds(30), () => Assert.Equal(1, all.Count(c => c.Status.IsLeader)));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(30), Step, () => Assert.Equal(1, all.Count(c => c.Status.IsLeader)));
         Assert.True(named.Status.IsLeader);
     }
 
@@ -69,7 +69,7 @@ public sealed class LeaderElectorHandOverTests : IDisposable
 
         _store.Annotate(new HandOverRequest("unfit", (int)a.Status.Term!.Value));
         await Eventually.Holds(() => _store.Lease!.Record.IsReleased, "a released");
-        await AdvanceAsync(TimeSpan.FromSeconds(14.5), () => Assert.DoesNotContain(new[] { a, unfit, b }, c => c.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(14.5), Step, () => Assert.DoesNotContain(new[] { a, unfit, b }, c => c.Status.IsLeader));
 
         // Then the unfit candidate's own wait (a lease duration) and everyone else's grace end together.
         await Eventually.Holds(() => new[] { a, unfit, b }.Any(c => c.Status.IsLeader), "someone leads after the grace", _time, Step);
@@ -100,7 +100,7 @@ public sealed class LeaderElectorHandOverTests : IDisposable
         var term = (int)a.Status.Term!.Value;
 
         _store.Annotate(new HandOverRequest(identity, term + termOffset));
-        await AdvanceAsync(TimeSpan.FromSeconds(30), () => Assert.True(a.Status.IsLeader, why));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(30), Step, () => Assert.True(a.Status.IsLeader, why));
         Assert.False(b.Status.IsLeader);
         Assert.Equal("a", _store.Lease!.Record.HolderIdentity);
         Assert.Equal(term, _store.Lease.Record.LeaseTransitions);
@@ -117,7 +117,7 @@ public sealed class LeaderElectorHandOverTests : IDisposable
         await Eventually.Holds(() => _store.Lease!.Record.IsReleased && all.All(c => c.Status is { Role: Role.Follower, Holder: "" }), "the leader released and everyone saw it");
 
         // Nobody takes it for a lease duration: it is ghost's to take.
-        await AdvanceAsync(TimeSpan.FromSeconds(14.5), () => Assert.DoesNotContain(all, c => c.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(14.5), Step, () => Assert.DoesNotContain(all, c => c.Status.IsLeader));
         Assert.True(_store.Lease!.Record.IsReleased);
 
         // Ghost never comes: someone else leads, and the request is gone with the term.
@@ -152,7 +152,7 @@ public sealed class LeaderElectorHandOverTests : IDisposable
 
         // A request left over from an earlier term, then a plain shutdown.
         _store.Annotate(new HandOverRequest("ghost", 7));
-        await AdvanceAsync(TimeSpan.FromSeconds(2), () => Assert.True(a.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(2), Step, () => Assert.True(a.Status.IsLeader));
         await a.Elector.StopAsync(CancellationToken.None);
 
         await Eventually.Holds(() => b.Status.IsLeader, "b takes the released lease without waiting");
@@ -174,16 +174,6 @@ public sealed class LeaderElectorHandOverTests : IDisposable
         return all.Single(c => c.Status.IsLeader);
     }
 
-    /// <summary>Moves the fake clock by <paramref name="total"/> in small steps, checking <paramref name="invariant"/> after each.</summary>
-    private async Task AdvanceAsync(TimeSpan total, Action invariant)
-    {
-        for (var moved = TimeSpan.Zero; moved < total; moved += Step)
-        {
-            _time.Advance(Step);
-            await Task.Delay(TimeSpan.FromMilliseconds(5));
-            invariant();
-        }
-    }
 
     public void Dispose()
     {

@@ -21,13 +21,13 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
     {
         var a = Start("a", gate: new CampaignGate(open: false, "app health check failing"));
         await Eventually.Holds(() => a.Status.Role == Role.Follower, "a has seen the lease absent");
-        await AdvanceAsync(TimeSpan.FromSeconds(10), () => Assert.False(a.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(10), Step, () => Assert.False(a.Status.IsLeader));
         Assert.Null(_store.Lease);
 
         var b = Start("b");
         await Eventually.Holds(() => b.Status.IsLeader, "b, fit, takes the free lease at once");
 
-        await AdvanceAsync(TimeSpan.FromMinutes(1), () => Assert.False(a.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromMinutes(1), Step, () => Assert.False(a.Status.IsLeader));
         Assert.Equal("b", _store.Lease!.Record.HolderIdentity);
         Assert.Equal(0, _store.Lease.Record.LeaseTransitions);
         Assert.Equal("b", a.Status.Holder);
@@ -38,7 +38,7 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
     {
         var observer = Start("o", new ElectionOptions { Identity = "o", LeaseName = "app", Campaign = false });
         await Eventually.Holds(() => observer.Status.Role == Role.Follower, "the observer has seen the lease absent");
-        await AdvanceAsync(TimeSpan.FromMinutes(1), () => Assert.False(observer.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromMinutes(1), Step, () => Assert.False(observer.Status.IsLeader));
         Assert.Null(_store.Lease);
         Assert.Equal(0, _store.Requests("create") + _store.Requests("update"));
 
@@ -48,7 +48,7 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
 
         await b.Elector.StopAsync(CancellationToken.None);
         await Eventually.Holds(() => observer.Status is { Role: Role.Follower, Holder: "" }, "the observer sees the release");
-        await AdvanceAsync(TimeSpan.FromMinutes(2), () => Assert.False(observer.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromMinutes(2), Step, () => Assert.False(observer.Status.IsLeader));
         Assert.Equal("", _store.Lease!.Record.HolderIdentity);
     }
 
@@ -81,14 +81,14 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
         await Eventually.Holds(() => _store.Lease!.Record.IsReleased && a.Status.Role == Role.Follower, "a stood aside");
 
         // Nobody takes it; for a lease duration a leaves it to a fit replica that might.
-        await AdvanceAsync(TimeSpan.FromSeconds(14.5), () => Assert.False(a.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(14.5), Step, () => Assert.False(a.Status.IsLeader));
         Assert.True(_store.Lease!.Record.IsReleased);
 
         await Eventually.Holds(() => a.Status.IsLeader, "a, still unfit, leads again: an unfit leader beats none", _time, Step);
         Assert.Equal(1, a.Status.Term);
 
         // And keeps leading while unfit: standing aside again would only empty the lease again.
-        await AdvanceAsync(TimeSpan.FromMinutes(2), () => Assert.True(a.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromMinutes(2), Step, () => Assert.True(a.Status.IsLeader));
         Assert.Equal(1, a.Metrics.StoodAsideCount);
         Assert.Equal(1, _store.Lease!.Record.LeaseTransitions);
     }
@@ -114,10 +114,10 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
         {
             first.Gate.Close("flapping");
             second.Gate.Close("flapping");
-            await AdvanceAsync(TimeSpan.FromSeconds(1), () => Assert.True(first.Status.IsLeader && first.Status.Term == term));
+            await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(1), Step, () => Assert.True(first.Status.IsLeader && first.Status.Term == term));
             first.Gate.Open();
             second.Gate.Open();
-            await AdvanceAsync(TimeSpan.FromSeconds(1), () => Assert.True(first.Status.IsLeader && first.Status.Term == term));
+            await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(1), Step, () => Assert.True(first.Status.IsLeader && first.Status.Term == term));
         }
 
         Assert.Equal(1, first.Metrics.StoodAsideCount);
@@ -144,7 +144,7 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
         Assert.False(delayed.Status.IsLeader);
         Assert.Equal("prompt", _store.Lease!.Record.HolderIdentity);
         Assert.Equal(1, _store.Lease.Record.LeaseTransitions);
-        await AdvanceAsync(TimeSpan.FromMinutes(1), () => Assert.False(delayed.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromMinutes(1), Step, () => Assert.False(delayed.Status.IsLeader));
     }
 
     [Fact]
@@ -158,7 +158,7 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
         // Released: the others would take it at once; the delayed one waits its delay first.
         await old.Elector.StopAsync(CancellationToken.None);
         await Eventually.Holds(() => delayed.Status is { Role: Role.Follower, Holder: "" }, "delayed sees the release");
-        await AdvanceAsync(TimeSpan.FromSeconds(4.5), () => Assert.False(delayed.Status.IsLeader));
+        await Eventually.HoldsWhileAdvancing(_time, TimeSpan.FromSeconds(4.5), Step, () => Assert.False(delayed.Status.IsLeader));
         await Eventually.Holds(() => delayed.Status.IsLeader, "delayed takes the released lease after its delay", _time, Step);
         Assert.Equal(1, delayed.Status.Term);
 
@@ -192,19 +192,6 @@ public sealed class LeaderElectorWhoMayLeadTests : IDisposable
         return all.Single(c => c.Status.IsLeader);
     }
 
-    /// <summary>
-    /// Moves the fake clock by <paramref name="total"/> in small steps, gives the loops a moment
-    /// of real time after each (as <see cref="Eventually"/> does) and checks <paramref name="invariant"/> every time.
-    /// </summary>
-    private async Task AdvanceAsync(TimeSpan total, Action invariant)
-    {
-        for (var moved = TimeSpan.Zero; moved < total; moved += Step)
-        {
-            _time.Advance(Step);
-            await Task.Delay(TimeSpan.FromMilliseconds(5));
-            invariant();
-        }
-    }
 
     public void Dispose()
     {
