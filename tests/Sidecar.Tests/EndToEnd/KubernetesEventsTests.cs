@@ -63,7 +63,12 @@ public sealed class KubernetesEventsTests : IAsyncLifetime
             async () => (await Http.GetStringAsync(new Uri(leader.BaseAddress, "/metrics"))).Contains("leader_sidecar_events_total{name=\"app\",result=\"failed\"} 1\n", StringComparison.Ordinal),
             Deadline,
             "the refused event is counted");
-        Assert.Contains(leader.OutputLines, l => l.Contains("Could not record the Kubernetes Event", StringComparison.Ordinal) && l.Contains("403", StringComparison.Ordinal));
+
+        // Counted first, then logged (and the log is written asynchronously): wait for the line.
+        await Poll.UntilAsync(
+            () => Task.FromResult(leader.OutputLines.Any(l => l.Contains("Could not record the Kubernetes Event", StringComparison.Ordinal) && l.Contains("403", StringComparison.Ordinal))),
+            Deadline,
+            "the refused event is logged");
         Assert.Empty(_server.Events.All);
 
         leader.Terminate();

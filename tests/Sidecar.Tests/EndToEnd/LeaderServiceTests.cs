@@ -45,7 +45,7 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
 
         var first = await DaemonProcess.SingleLeaderAsync(all);
         await UntilListedAsync(first, "the first leader");
-        ReportWriteTime(first);
+        await ReportWriteTimeAsync(first);
 
         // SIGTERM: the leader releases; the successor overwrites at once.
         first.Terminate();
@@ -53,7 +53,7 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
         var rest = all.Where(d => d != first).ToList();
         var second = await DaemonProcess.SingleLeaderAsync(rest);
         await UntilListedAsync(second, "the leader after SIGTERM");
-        ReportWriteTime(second);
+        await ReportWriteTimeAsync(second);
 
         // Resign: the leader steps down and stays out for a second; the other one takes over.
         var resign = await DaemonProcess.RunToExitAsync("resign", "--address", new Uri(second.GrpcAddress).Authority, "--hold-off", "1s");
@@ -61,13 +61,13 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
         var third = rest.Single(d => d != second);
         await Poll.UntilAsync(async () => await third.RoleAsync() == "LEADER", Deadline, "the other replica leads after the resign");
         await UntilListedAsync(third, "the leader after the resign");
-        ReportWriteTime(third);
+        await ReportWriteTimeAsync(third);
 
         // SIGKILL: nothing is removed; the successor overwrites when it takes the expired lease.
         await third.KillAsync();
         await Poll.UntilAsync(async () => await second.RoleAsync() == "LEADER", Deadline, "the remaining replica leads after SIGKILL");
         await UntilListedAsync(second, "the leader after SIGKILL");
-        ReportWriteTime(second);
+        await ReportWriteTimeAsync(second);
         Assert.Equal("LEADER", await second.RoleAsync());
     }
 
@@ -100,6 +100,7 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
         // Once the Role is fixed, the next retry lands.
         _server.Tokens.Set("token-a", new ApiUser("system:serviceaccount:demo:a", Rules(canUpdate: true)));
         await UntilListedAsync(a, "the address once the update is allowed");
+        await Poll.UntilAsync(async () => await UpdatesAsync(a, "success") >= 1, Deadline, "the write counted (after the server stored it)");
         Assert.Equal(1, await UpdatesAsync(a, "success"));
     }
 
@@ -188,15 +189,30 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
     private Task UntilListedAsync(DaemonProcess leader, string what) =>
         Poll.UntilAsync(() => Task.FromResult(_server.EndpointSlices.Addresses(Namespace, Slice).SequenceEqual([_ips[leader]])), Deadline, what);
 
-    /// <summary>Reports how long the write took after this daemon became leader (its own log's timestamps).</summary>
-    private void ReportWriteTime(DaemonProcess leader)
+    /// <summary>
+    /// Reports how long the write took after this daemon last became leader (its own log's timestamps).
+    /// The server stores the slice before the daemon logs the write, so this waits for that line.
+    /// </summary>
+    private async Task ReportWriteTimeAsync(DaemonProcess leader)
     {
-        var lines = leader.OutputLines.Select(l => l.StartsWith('{') ? JsonDocument.Parse(l).RootElement : default).Where(e => e.ValueKind == JsonValueKind.Object).ToList();
-        var led = lines.Last(e => e.GetProperty("EventId").GetInt32() == 100 && e.GetProperty("State").GetProperty("To").GetString() == "Leader");
-        var listed = lines.Last(e => e.GetProperty("EventId").GetInt32() == 660);
-        var took = DateTimeOffset.Parse(listed.GetProperty("Timestamp").GetString()!, CultureInfo.InvariantCulture) - DateTimeOffset.Parse(led.GetProperty("Timestamp").GetString()!, CultureInfo.InvariantCulture);
+        (JsonElement Led, JsonElement Listed)? found = null;
+        await Poll.UntilAsync(
+            () =>
+            {
+                var lines = leader.OutputLines.Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+                var led = lines.FindLastIndex(e => e.GetProperty("EventId").GetInt32() == 100 && e.GetProperty("State").GetProperty("To").GetString() == "Leader");
+                var listed = lines.FindLastIndex(e => e.GetProperty("EventId").GetInt32() == 660);
+                found = led >= 0 && listed > led ? (lines[led], lines[listed]) : null;
+                return Task.FromResult(found is not null);
+            },
+            Deadline,
+            "the daemon logged its slice write");
+        var (ledAt, listedAt) = found!.Value;
+        var took = Timestamp(listedAt) - Timestamp(ledAt);
         output.WriteLine($"{_ips[leader]}: slice written {took.TotalMilliseconds:0} ms after becoming leader");
     }
+
+    private static DateTimeOffset Timestamp(JsonElement line) => DateTimeOffset.Parse(line.GetProperty("Timestamp").GetString()!, CultureInfo.InvariantCulture);
 
     private async Task<DaemonProcess> StartAsync(string id, string podIp, bool canUpdate = true, string[]? extra = null)
     {
