@@ -32,31 +32,44 @@ internal static class RedisLeaseHash
     private const int FingerprintLength = 16;
 
     // The fingerprint in Lua, exactly as Fingerprint() computes it: "LENGTH:VALUE;" per field, an
-    // absent field as empty, SHA-1 in lowercase hex, the first 16 digits.
-    private const string LuaFingerprint = """
+    // absent field as empty, SHA-1 in lowercase hex, the first 16 digits. And the announcement:
+    // "LENGTH:FIELD;LENGTH:VALUE;" for each of those fields present, which Announced() reads.
+    private static readonly string LuaFunctions = $$"""
+        local FIELDS = { {{string.Join(", ", FingerprintFields.Select(f => $"'{f}'"))}} }
         local function fingerprint(key)
-          local values = redis.call('HMGET', key, 'holderIdentity', 'leaseDurationSeconds', 'acquireTime', 'renewTime', 'leaseTransitions', 'version', 'uid', 'nonce')
+          local values = redis.call('HMGET', key, unpack(FIELDS))
           local text = ''
-          for i = 1, #values do
+          for i = 1, #FIELDS do
             local value = values[i] or ''
             text = text .. #value .. ':' .. value .. ';'
           end
           return string.sub(redis.sha1hex(text), 1, 16)
         end
+        local function announce(key, channel)
+          local values = redis.call('HMGET', key, unpack(FIELDS))
+          local parts = {}
+          for i = 1, #FIELDS do
+            if values[i] then
+              parts[#parts + 1] = #FIELDS[i] .. ':' .. FIELDS[i] .. ';' .. #values[i] .. ':' .. values[i] .. ';'
+            end
+          end
+          redis.call('PUBLISH', channel, table.concat(parts))
+        end
+
         """;
 
     /// <summary>
     /// Create-if-absent. KEYS[1]: the lease; ARGV[1]: its channel; ARGV[2]: the new uid;
     /// ARGV[3]: the nonce; ARGV[4…]: the record's fields and values. Returns 0 when the key exists,
-    /// else the version ("1"), published on the channel.
+    /// else the version ("1"); the new record is published on the channel.
     /// </summary>
-    public static readonly RedisScript Create = new("create", """
-        -- leader-sidecar: create the lease hash if absent, and tell the followers.
+    public static readonly RedisScript Create = new("create", LuaFunctions + """
+        -- leader-sidecar: create the lease hash if absent, and tell the followers what it holds.
         if redis.call('EXISTS', KEYS[1]) == 1 then
           return 0
         end
         redis.call('HSET', KEYS[1], 'version', '1', 'uid', ARGV[2], 'nonce', ARGV[3], unpack(ARGV, 4))
-        redis.call('PUBLISH', ARGV[1], '1')
+        announce(KEYS[1], ARGV[1])
         return '1'
         """);
 
@@ -64,13 +77,12 @@ internal static class RedisLeaseHash
     /// Compare-and-swap. KEYS[1]: the lease; ARGV[1]: its channel; ARGV[2]: the fingerprint read;
     /// ARGV[3]: the new nonce; ARGV[4…]: the new record's fields and values (absent times are
     /// removed). Returns -1 when the key does not exist, 0 when its fingerprint differs, else the
-    /// new version, published on the channel. Nothing is written before every check passed, and
+    /// new version; the new record is published on the channel. Nothing is written before every check passed, and
     /// the one step that can fail (the counter at its maximum) comes first: a script is not
     /// rolled back.
     /// </summary>
-    public static readonly RedisScript Update = new("update", LuaFingerprint + """
-
-        -- leader-sidecar: replace the lease hash if unchanged since it was read, and tell the followers.
+    public static readonly RedisScript Update = new("update", LuaFunctions + """
+        -- leader-sidecar: replace the lease hash if unchanged since it was read, and tell the followers what it holds.
         if redis.call('EXISTS', KEYS[1]) == 0 then
           return -1
         end
@@ -80,9 +92,8 @@ internal static class RedisLeaseHash
         redis.call('HINCRBY', KEYS[1], 'version', 1)
         redis.call('HDEL', KEYS[1], 'acquireTime', 'renewTime')
         redis.call('HSET', KEYS[1], 'nonce', ARGV[3], unpack(ARGV, 4))
-        local version = redis.call('HGET', KEYS[1], 'version')
-        redis.call('PUBLISH', ARGV[1], version)
-        return version
+        announce(KEYS[1], ARGV[1])
+        return redis.call('HGET', KEYS[1], 'version')
         """);
 
     /// <summary>The record's fields and values, as <c>HSET</c> takes them; a null time is left out.</summary>
@@ -150,6 +161,54 @@ internal static class RedisLeaseHash
             stored[reply.Items[i].Text] = reply.Items[i + 1].Bytes;
         }
 
+        return FromStored(key, stored);
+    }
+
+    /// <summary>
+    /// The lease in a message the scripts published ("LENGTH:FIELD;LENGTH:VALUE;" for each field
+    /// the fingerprint covers); <see langword="null"/> for a message in any other form (a daemon
+    /// of an earlier version publishes only the version) or one that is not a lease record: the
+    /// watch then reads the hash instead.
+    /// </summary>
+    public static LeaseSnapshot? Announced(string key, ReadOnlyMemory<byte> message)
+    {
+        var stored = new Dictionary<string, ReadOnlyMemory<byte>>(StringComparer.Ordinal);
+        var rest = message;
+        while (!rest.IsEmpty)
+        {
+            if (NextPart(ref rest) is not { } field || NextPart(ref rest) is not { } value || !stored.TryAdd(Encoding.UTF8.GetString(field.Span), value))
+            {
+                return null;
+            }
+        }
+
+        try
+        {
+            return stored.Count == 0 ? null : FromStored(key, stored);
+        }
+        catch (LeaseStoreException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Takes one "LENGTH:BYTES;" off the front of <paramref name="rest"/>; <see langword="null"/> when it is not there.</summary>
+    private static ReadOnlyMemory<byte>? NextPart(ref ReadOnlyMemory<byte> rest)
+    {
+        var colon = rest.Span.IndexOf((byte)':');
+        if (colon is <= 0 or > 9 || !int.TryParse(rest.Span[..colon], NumberStyles.None, CultureInfo.InvariantCulture, out var length)
+            || rest.Length < colon + 1 + length + 1 || rest.Span[colon + 1 + length] != (byte)';')
+        {
+            return null;
+        }
+
+        var part = rest.Slice(colon + 1, length);
+        rest = rest[(colon + 1 + length + 1)..];
+        return part;
+    }
+
+    private static LeaseSnapshot FromStored(string key, Dictionary<string, ReadOnlyMemory<byte>> stored)
+    {
         string? Text(string field) => stored.TryGetValue(field, out var value) ? Encoding.UTF8.GetString(value.Span) : null;
 
         var version = Text("version") ?? throw Invalid(key, "it has no version field");

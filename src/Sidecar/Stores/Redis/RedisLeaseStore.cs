@@ -8,17 +8,21 @@ namespace LeaderSidecar.Stores.Redis;
 /// <summary>
 /// The lease as one Redis hash at <c>PREFIX NAMESPACE:NAME</c> (<see cref="RedisLeaseHash"/>).
 /// Create and compare-and-swap are each one Lua script, atomic on the server, that also
-/// <c>PUBLISH</c>es the new version on a channel of the key's name; followers subscribe to it and
-/// read the hash again on every message, on every (re)subscription and once a second.
+/// <c>PUBLISH</c>es the record it wrote on a channel of the key's name; followers subscribe to it
+/// and take each message as the new state, so a subscribed follower sends Redis nothing while the
+/// leader renews.
 /// </summary>
 /// <remarks>
 /// <para>
 /// What Redis guarantees: one primary runs commands one at a time, so a script's checks and writes
-/// are atomic and a read after an acknowledged write sees it. Pub/sub is at-most-once: a message
-/// sent while a follower's subscription is down is lost. That is why a watch reads the hash after
-/// it subscribed and on every message (not trusting the message's content), reads it once a
-/// second regardless (a hand <c>DEL</c> or <c>HSET</c> publishes nothing), and ends the moment its
-/// connection fails: the elector then polls until a new subscription is up.
+/// are atomic, a read after an acknowledged write sees it, and one connection's messages arrive in
+/// the order they were published. Pub/sub is at-most-once: a message sent while a follower's
+/// subscription is down is lost. That is why a watch subscribes first and then reads the hash, reads
+/// it again whenever a message is not a plain successor of what it holds (a new uid, an earlier
+/// daemon's bare version), reads it every <see cref="DefaultResyncInterval"/> regardless (a hand
+/// <c>DEL</c> or <c>HSET</c> publishes nothing), asks a quiet subscription for a sign of life
+/// (<c>PING</c>) after <see cref="DefaultQuietInterval"/>, and ends the moment its connection fails
+/// or stays silent: the elector then polls until a new subscription is up.
 /// </para>
 /// <para>
 /// What Redis can lose, and this store cannot hide: replication is asynchronous. A primary
@@ -39,14 +43,21 @@ namespace LeaderSidecar.Stores.Redis;
 /// </remarks>
 internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
 {
-    /// <summary>How often a watch reads the hash even without a message, and checks that its subscription still answers.</summary>
-    public static readonly TimeSpan DefaultResyncInterval = TimeSpan.FromSeconds(1);
+    /// <summary>How often a watch reads the hash even though messages came: hand edits publish nothing.</summary>
+    public static readonly TimeSpan DefaultResyncInterval = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a subscription may stay quiet before the watch asks it for a sign of life. A leader
+    /// renewing publishes every retry period, so while one leads this costs nothing.
+    /// </summary>
+    public static readonly TimeSpan DefaultQuietInterval = TimeSpan.FromSeconds(5);
 
     private readonly RedisClient _client;
     private readonly string _channel;
     private readonly int _minReplicas;
     private readonly TimeSpan _requestTimeout;
     private readonly TimeSpan _resyncInterval;
+    private readonly TimeSpan _quietInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private long _scriptLoads;
@@ -60,7 +71,8 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
     /// <param name="requestTimeout">The longest any request (with its <c>WAIT</c>) may take.</param>
     /// <param name="time">The clock of timeouts and of the watch's re-reads.</param>
     /// <param name="logger">Where the store's own events go.</param>
-    /// <param name="resyncInterval">How often a quiet watch reads again; <see cref="DefaultResyncInterval"/> unless a test says otherwise.</param>
+    /// <param name="resyncInterval">How often a watch reads the hash regardless of messages; <see cref="DefaultResyncInterval"/> unless a test says otherwise.</param>
+    /// <param name="quietInterval">How long a watch's subscription may be quiet before it is pinged; <see cref="DefaultQuietInterval"/> unless a test says otherwise.</param>
     public RedisLeaseStore(
         RedisServerSettings settings,
         string prefix,
@@ -70,7 +82,8 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         TimeSpan requestTimeout,
         TimeProvider time,
         ILogger<RedisLeaseStore> logger,
-        TimeSpan? resyncInterval = null)
+        TimeSpan? resyncInterval = null,
+        TimeSpan? quietInterval = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(requestTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfNegative(minReplicas);
@@ -82,6 +95,7 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         _minReplicas = minReplicas;
         _requestTimeout = requestTimeout;
         _resyncInterval = resyncInterval ?? DefaultResyncInterval;
+        _quietInterval = quietInterval ?? DefaultQuietInterval;
         _time = time;
         _logger = logger;
         Description = $"redis key {Key} at {settings.Endpoint}";
@@ -165,23 +179,49 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         }, cancellationToken);
 
         var last = await GetAsync(cancellationToken);
+        var readAt = _time.GetTimestamp();
         yield return last;
 
         while (true)
         {
-            if (!await subscription.WaitAsync(_resyncInterval, cancellationToken))
+            var message = await subscription.WaitAsync(NextWake(subscription, readAt), cancellationToken);
+            LeaseSnapshot? now;
+            if (message is { } content && RedisLeaseHash.Announced(Key, content) is { } announced && last is not null && announced.Uid == last.Uid)
             {
-                // Quiet: a server that vanished sends no reset, so ask it for a sign of life now
-                // and give up on it once it stayed silent longer than a request may take.
-                if (subscription.SilentFor > _resyncInterval + _requestTimeout)
+                // The record a script wrote. Messages come in the order of the writes, but one
+                // published before the last read can arrive after it: an older counter is skipped.
+                if (Counter(announced) <= Counter(last))
+                {
+                    continue;
+                }
+
+                now = announced;
+            }
+            else if (message is not null || _time.GetElapsedTime(readAt) >= _resyncInterval)
+            {
+                // A message that does not follow from what this watch holds (a new uid, a record
+                // where there was none, an earlier version's bare counter), or time to look for
+                // hand edits: the hash itself decides.
+                now = await GetAsync(cancellationToken);
+                readAt = _time.GetTimestamp();
+            }
+            else
+            {
+                // Quiet: a server that vanished sends no reset, so ask it for a sign of life and
+                // give up on it once it stayed silent longer than a request may take.
+                if (subscription.SilentFor > _quietInterval + _requestTimeout)
                 {
                     throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"lease subscription: no answer from Redis for {subscription.SilentFor.TotalSeconds:0.#} s");
                 }
 
-                await subscription.PingAsync(cancellationToken);
+                if (subscription.SilentFor >= _quietInterval)
+                {
+                    await subscription.PingAsync(cancellationToken);
+                }
+
+                continue;
             }
 
-            var now = await GetAsync(cancellationToken);
             if (now?.Version != last?.Version || now?.Uid != last?.Uid || now?.Record != last?.Record)
             {
                 last = now;
@@ -255,6 +295,19 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         reply.Kind is RespKind.BulkString or RespKind.SimpleString && RedisLeaseHash.IsCounter(reply.Text)
             ? reply.Text
             : throw new LeaseStoreException(LeaseStoreFailure.ServerError, $"{what}: the script answered {Kubernetes.KubernetesLeaseStore.Shorten(reply.ToString())}, not a version");
+
+    /// <summary>How long a watch may wait for a message before it must read the hash, ping its subscription, or give up on it.</summary>
+    private TimeSpan NextWake(RedisSubscription subscription, long readAt)
+    {
+        var silent = subscription.SilentFor;
+        var untilSilenceMatters = silent < _quietInterval ? _quietInterval - silent : _quietInterval + _requestTimeout - silent;
+        var untilResync = _resyncInterval - _time.GetElapsedTime(readAt);
+        return TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, Math.Min(untilSilenceMatters.Ticks, untilResync.Ticks)));
+    }
+
+    /// <summary>The write counter of a version this store handed out (or read); 0 for anything else.</summary>
+    private static long Counter(LeaseSnapshot snapshot) =>
+        RedisLeaseHash.SplitVersion(snapshot.Version) is { } version ? long.Parse(version.Counter, CultureInfo.InvariantCulture) : 0;
 
     private static string NewNonce() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
 

@@ -4,8 +4,8 @@ using LeaderSidecar.Election;
 namespace LeaderSidecar.Stores.Redis;
 
 /// <summary>
-/// A connection subscribed to the lease's channel. A reader task takes every message as "the lease
-/// changed" (they coalesce: one pending notice is enough to read again) and notes when the server
+/// A connection subscribed to the lease's channel. A reader task keeps the newest message (they
+/// coalesce: each one carries the whole record, so only the last counts) and notes when the server
 /// last said anything, so a connection that went silent (a vanished server sends no reset) is found
 /// by <see cref="PingAsync"/> and <see cref="SilentFor"/>. When the connection fails, the next
 /// <see cref="WaitAsync"/> throws.
@@ -15,7 +15,7 @@ internal sealed class RedisSubscription : IAsyncDisposable
     private readonly RedisConnection _connection;
     private readonly string _channel;
     private readonly TimeProvider _time;
-    private readonly Channel<bool> _notices = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<ReadOnlyMemory<byte>> _messages = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropOldest });
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _reader;
     private long _lastHeard;
@@ -61,14 +61,14 @@ internal sealed class RedisSubscription : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits up to <paramref name="interval"/> for a message: true when one came, false when the
-    /// interval passed quietly. Throws an unavailable <see cref="LeaseStoreException"/> once the
-    /// connection failed.
+    /// Waits up to <paramref name="interval"/> for a message: the newest one's content when one came,
+    /// <see langword="null"/> when the interval passed quietly. Throws an unavailable
+    /// <see cref="LeaseStoreException"/> once the connection failed.
     /// </summary>
-    public async Task<bool> WaitAsync(TimeSpan interval, CancellationToken cancellationToken)
+    public async Task<ReadOnlyMemory<byte>?> WaitAsync(TimeSpan interval, CancellationToken cancellationToken)
     {
         // One wait for a notice lives until a notice comes, across any number of quiet intervals.
-        _pendingNotice ??= _notices.Reader.WaitToReadAsync(cancellationToken).AsTask();
+        _pendingNotice ??= _messages.Reader.WaitToReadAsync(cancellationToken).AsTask();
         if (!_pendingNotice.IsCompleted)
         {
             using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -79,16 +79,16 @@ internal sealed class RedisSubscription : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         if (!_pendingNotice.IsCompleted)
         {
-            return false;
+            return null;
         }
 
         var notice = _pendingNotice;
         _pendingNotice = null;
         try
         {
-            if (await notice && _notices.Reader.TryRead(out _))
+            if (await notice && _messages.Reader.TryRead(out var message))
             {
-                return true;
+                return message;
             }
 
             throw new LeaseStoreException(LeaseStoreFailure.Unavailable, "lease subscription: ended");
@@ -144,13 +144,13 @@ internal sealed class RedisSubscription : IAsyncDisposable
 
                 if (Kind(push) == "message" && push.Items.Count == 3 && push.Items[1].Text == _channel)
                 {
-                    _notices.Writer.TryWrite(true);
+                    _messages.Writer.TryWrite(push.Items[2].Bytes);
                 }
             }
         }
         catch (Exception e)
         {
-            _notices.Writer.TryComplete(_stop.IsCancellationRequested ? null : e);
+            _messages.Writer.TryComplete(_stop.IsCancellationRequested ? null : e);
         }
     }
 

@@ -43,7 +43,8 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         int minReplicas = 0,
         TimeSpan? requestTimeout = null,
         TimeSpan? resyncInterval = null,
-        X509Certificate2Collection? trustedRoots = null) =>
+        X509Certificate2Collection? trustedRoots = null,
+        TimeSpan? quietInterval = null) =>
         new(
             new RedisServerSettings(endpoint, password, trustedRoots, null),
             RedisOptions.DefaultPrefix,
@@ -53,7 +54,8 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
             requestTimeout ?? TimeSpan.FromSeconds(10),
             TimeProvider.System,
             NullLogger<RedisLeaseStore>.Instance,
-            resyncInterval);
+            resyncInterval,
+            quietInterval);
 
     [Fact]
     public async Task The_lease_is_a_hash_of_the_record_with_version_uid_and_nonce_as_redis_cli_shows_it()
@@ -97,6 +99,69 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         var released = await writer.UpdateAsync(created, Record("") with { LeaseDurationSeconds = 1 }, Ct);
 
         Assert.Equal(released, await NextAsync(watch));
+    }
+
+    [Fact]
+    public async Task A_watch_takes_each_published_record_as_it_is_and_reads_nothing_while_the_leader_renews()
+    {
+        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var writer = Connect();
+        var current = await writer.CreateAsync(Record("a"), Ct);
+        await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(current, await NextAsync(watch));
+        var reads = await _server.CallsAsync("HGETALL");
+        var pings = await _server.CallsAsync("PING");
+
+        for (var renew = 1; renew <= 20; renew++)
+        {
+            current = await writer.UpdateAsync(current, Record(renew % 2 == 0 ? "a" : "", renew, renewedAfterSeconds: renew), Ct);
+            Assert.Equal(current, await NextAsync(watch));
+        }
+
+        // Every renew's message carried the record: not one read more than before them.
+        Assert.Equal(reads, await _server.CallsAsync("HGETALL"));
+        Assert.Equal(pings, await _server.CallsAsync("PING"));
+    }
+
+    [Fact]
+    public async Task A_message_that_does_not_follow_from_the_last_record_makes_the_watch_read_the_hash()
+    {
+        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var created = await Connect().CreateAsync(Record("a"), Ct);
+        await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(created, await NextAsync(watch));
+
+        // An earlier version of the daemon publishes only the new version: read it from the hash.
+        await _server.ExpectAsync("0", "HSET", Key, "holderIdentity", "stranger");
+        await _server.ExpectAsync("1", "PUBLISH", Key, "2");
+        Assert.Equal("stranger", (await NextAsync(watch))!.Record.HolderIdentity);
+
+        // A record under another uid (the key deleted and created again): read, not believed.
+        await _server.ExpectAsync("0", "HSET", Key, "holderIdentity", "b");
+        const string foreign = "14:holderIdentity;8:intruder;7:version;1:9;3:uid;5:other;5:nonce;1:x;";
+        await _server.ExpectAsync("1", "PUBLISH", Key, foreign);
+        Assert.Equal("b", (await NextAsync(watch))!.Record.HolderIdentity);
+    }
+
+    [Fact]
+    public async Task A_message_older_than_what_the_watch_holds_is_skipped()
+    {
+        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var writer = Connect();
+        var created = await writer.CreateAsync(Record("a"), Ct);
+        var first = await _server.HashAsync(Key);
+        await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(created, await NextAsync(watch));
+        var renewed = await writer.UpdateAsync(created, Record("a", renewedAfterSeconds: 1), Ct);
+        Assert.Equal(renewed, await NextAsync(watch));
+
+        // The create's message again, as if it had been published before the watch's read and
+        // delivered after it: the watch must not go back to it.
+        var stale = string.Concat(RedisLeaseHash.FingerprintFields.Where(first.ContainsKey).Select(f => $"{f.Length}:{f};{first[f].Length}:{first[f]};"));
+        await _server.ExpectAsync("1", "PUBLISH", Key, stale);
+        var next = await writer.UpdateAsync(renewed, Record("a", renewedAfterSeconds: 2), Ct);
+
+        Assert.Equal(next, await NextAsync(watch));
     }
 
     [Fact]
@@ -361,7 +426,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_watch_whose_server_goes_silent_ends_instead_of_waiting_forever()
     {
-        var store = Connect(requestTimeout: TimeSpan.FromMilliseconds(500), resyncInterval: TimeSpan.FromMilliseconds(200));
+        var store = Connect(requestTimeout: TimeSpan.FromMilliseconds(500), quietInterval: TimeSpan.FromMilliseconds(200));
         await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Null(await NextAsync(watch));
 
@@ -382,7 +447,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
             "SUBSCRIBE" => FakeRedisServer.Resp($"*3\r\n$9\r\nsubscribe\r\n${Key.Length}\r\n{Key}\r\n:1\r\n"),
             _ => null,
         });
-        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromMilliseconds(500), resyncInterval: TimeSpan.FromMilliseconds(100)));
+        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromMilliseconds(500), quietInterval: TimeSpan.FromMilliseconds(100)));
         await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Null(await NextAsync(watch));
 
@@ -489,8 +554,8 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         return server;
     }
 
-    private RedisLeaseStore Connect(int minReplicas = 0, TimeSpan? requestTimeout = null, TimeSpan? resyncInterval = null) =>
-        Track(Store(_server.Endpoint, minReplicas: minReplicas, requestTimeout: requestTimeout, resyncInterval: resyncInterval));
+    private RedisLeaseStore Connect(int minReplicas = 0, TimeSpan? requestTimeout = null, TimeSpan? resyncInterval = null, TimeSpan? quietInterval = null) =>
+        Track(Store(_server.Endpoint, minReplicas: minReplicas, requestTimeout: requestTimeout, resyncInterval: resyncInterval, quietInterval: quietInterval));
 
     private RedisLeaseStore Track(RedisLeaseStore store)
     {

@@ -132,6 +132,14 @@ internal sealed class RedisServer : ServerProcess, IAsyncDisposable
     public async Task<long> InfoFieldAsync(string section, string field) =>
         long.Parse(Field(await CliAsync("INFO", section), field), CultureInfo.InvariantCulture);
 
+    /// <summary>How many times the server ran COMMAND since it started (<c>INFO commandstats</c>); 0 when never.</summary>
+    public async Task<long> CallsAsync(string command)
+    {
+        var line = (await CliAsync("INFO", "commandstats")).Split('\n').Select(l => l.Trim())
+            .FirstOrDefault(l => l.StartsWith($"cmdstat_{command.ToLowerInvariant()}:calls=", StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line[(line.IndexOf('=', StringComparison.Ordinal) + 1)..line.IndexOf(',', StringComparison.Ordinal)], CultureInfo.InvariantCulture);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await StopAsync();
