@@ -19,10 +19,10 @@ namespace LeaderSidecar.Stores.Redis;
 /// the order they were published. Pub/sub is at-most-once: a message sent while a follower's
 /// subscription is down is lost. That is why a watch subscribes first and then reads the hash, reads
 /// it again whenever a message is not a plain successor of what it holds (a new uid, an earlier
-/// daemon's bare version), reads it every <see cref="DefaultResyncInterval"/> regardless (a hand
-/// <c>DEL</c> or <c>HSET</c> publishes nothing), asks a quiet subscription for a sign of life
-/// (<c>PING</c>) after <see cref="DefaultQuietInterval"/>, and ends the moment its connection fails
-/// or stays silent: the elector then polls until a new subscription is up.
+/// daemon's bare version), and when no record came for two retry periods (a leader renews every
+/// one) reads it (a hand <c>DEL</c> or <c>HSET</c> publishes nothing) and asks the subscription for
+/// a sign of life (<c>PING</c>); it ends the moment its connection fails or stays silent: the
+/// elector then polls until a new subscription is up.
 /// </para>
 /// <para>
 /// What Redis can lose, and this store cannot hide: replication is asynchronous. A primary
@@ -43,21 +43,18 @@ namespace LeaderSidecar.Stores.Redis;
 /// </remarks>
 internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
 {
-    /// <summary>How often a watch reads the hash even though messages came: hand edits publish nothing.</summary>
-    public static readonly TimeSpan DefaultResyncInterval = TimeSpan.FromSeconds(30);
-
     /// <summary>
-    /// How long a subscription may stay quiet before the watch asks it for a sign of life. A leader
-    /// renewing publishes every retry period, so while one leads this costs nothing.
+    /// How long a watch goes without a new record before it reads the hash (hand edits publish
+    /// nothing) and pings its subscription (a vanished server sends no reset), unless the daemon
+    /// says otherwise (<see cref="SyncIntervalFor"/>): two of the default retry periods.
     /// </summary>
-    public static readonly TimeSpan DefaultQuietInterval = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DefaultSyncInterval = SyncIntervalFor(TimeSpan.FromSeconds(2));
 
     private readonly RedisClient _client;
     private readonly string _channel;
     private readonly int _minReplicas;
     private readonly TimeSpan _requestTimeout;
-    private readonly TimeSpan _resyncInterval;
-    private readonly TimeSpan _quietInterval;
+    private readonly TimeSpan _syncInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private long _scriptLoads;
@@ -71,8 +68,7 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
     /// <param name="requestTimeout">The longest any request (with its <c>WAIT</c>) may take.</param>
     /// <param name="time">The clock of timeouts and of the watch's re-reads.</param>
     /// <param name="logger">Where the store's own events go.</param>
-    /// <param name="resyncInterval">How often a watch reads the hash regardless of messages; <see cref="DefaultResyncInterval"/> unless a test says otherwise.</param>
-    /// <param name="quietInterval">How long a watch's subscription may be quiet before it is pinged; <see cref="DefaultQuietInterval"/> unless a test says otherwise.</param>
+    /// <param name="syncInterval">How long a watch goes without a new record before it reads the hash and pings its subscription; <see cref="DefaultSyncInterval"/> when not given.</param>
     public RedisLeaseStore(
         RedisServerSettings settings,
         string prefix,
@@ -82,8 +78,7 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         TimeSpan requestTimeout,
         TimeProvider time,
         ILogger<RedisLeaseStore> logger,
-        TimeSpan? resyncInterval = null,
-        TimeSpan? quietInterval = null)
+        TimeSpan? syncInterval = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(requestTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfNegative(minReplicas);
@@ -94,8 +89,7 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         _channel = Key;
         _minReplicas = minReplicas;
         _requestTimeout = requestTimeout;
-        _resyncInterval = resyncInterval ?? DefaultResyncInterval;
-        _quietInterval = quietInterval ?? DefaultQuietInterval;
+        _syncInterval = syncInterval ?? DefaultSyncInterval;
         _time = time;
         _logger = logger;
         Description = $"redis key {Key} at {settings.Endpoint}";
@@ -179,12 +173,18 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
         }, cancellationToken);
 
         var last = await GetAsync(cancellationToken);
-        var readAt = _time.GetTimestamp();
+        var syncedAt = _time.GetTimestamp();
         yield return last;
 
         while (true)
         {
-            var message = await subscription.WaitAsync(NextWake(subscription, readAt), cancellationToken);
+            var message = await subscription.WaitAsync(NextWake(subscription, syncedAt), cancellationToken);
+            if (message is null && subscription.SilentFor > _syncInterval + _requestTimeout)
+            {
+                // Pinged and still silent: a server that vanished sends no reset.
+                throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"lease subscription: no answer from Redis for {subscription.SilentFor.TotalSeconds:0.#} s");
+            }
+
             LeaseSnapshot? now;
             if (message is { } content && RedisLeaseHash.Announced(Key, content) is { } announced && last is not null && announced.Uid == last.Uid)
             {
@@ -197,31 +197,26 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
 
                 now = announced;
             }
-            else if (message is not null || _time.GetElapsedTime(readAt) >= _resyncInterval)
+            else if (message is not null || _time.GetElapsedTime(syncedAt) >= _syncInterval)
             {
                 // A message that does not follow from what this watch holds (a new uid, a record
-                // where there was none, an earlier version's bare counter), or time to look for
-                // hand edits: the hash itself decides.
-                now = await GetAsync(cancellationToken);
-                readAt = _time.GetTimestamp();
-            }
-            else
-            {
-                // Quiet: a server that vanished sends no reset, so ask it for a sign of life and
-                // give up on it once it stayed silent longer than a request may take.
-                if (subscription.SilentFor > _quietInterval + _requestTimeout)
-                {
-                    throw new LeaseStoreException(LeaseStoreFailure.Timeout, $"lease subscription: no answer from Redis for {subscription.SilentFor.TotalSeconds:0.#} s");
-                }
-
-                if (subscription.SilentFor >= _quietInterval)
+                // where there was none, an earlier version's bare counter), or no record for a
+                // sync interval, in which a hand edit (it publishes nothing) may have come: the
+                // hash itself decides. Quiet that long, the subscription is asked for a sign of
+                // life too (a server that vanished sends no reset).
+                if (message is null)
                 {
                     await subscription.PingAsync(cancellationToken);
                 }
 
+                now = await GetAsync(cancellationToken);
+            }
+            else
+            {
                 continue;
             }
 
+            syncedAt = _time.GetTimestamp();
             if (now?.Version != last?.Version || now?.Uid != last?.Uid || now?.Record != last?.Record)
             {
                 last = now;
@@ -296,14 +291,19 @@ internal sealed partial class RedisLeaseStore : ILeaseStore, IDisposable
             ? reply.Text
             : throw new LeaseStoreException(LeaseStoreFailure.ServerError, $"{what}: the script answered {Kubernetes.KubernetesLeaseStore.Shorten(reply.ToString())}, not a version");
 
-    /// <summary>How long a watch may wait for a message before it must read the hash, ping its subscription, or give up on it.</summary>
-    private TimeSpan NextWake(RedisSubscription subscription, long readAt)
+    /// <summary>How long a watch may wait for a message before it must read the hash and ping its subscription, or give up on the subscription.</summary>
+    private TimeSpan NextWake(RedisSubscription subscription, long syncedAt)
     {
-        var silent = subscription.SilentFor;
-        var untilSilenceMatters = silent < _quietInterval ? _quietInterval - silent : _quietInterval + _requestTimeout - silent;
-        var untilResync = _resyncInterval - _time.GetElapsedTime(readAt);
-        return TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, Math.Min(untilSilenceMatters.Ticks, untilResync.Ticks)));
+        var untilSync = _syncInterval - _time.GetElapsedTime(syncedAt);
+        var untilSilenceEnds = _syncInterval + _requestTimeout - subscription.SilentFor;
+        return TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, Math.Min(untilSync.Ticks, untilSilenceEnds.Ticks)));
     }
+
+    /// <summary>
+    /// Two retry periods: a leader renews (and publishes) once a retry period, up to 20 % later with
+    /// its jitter, so a watch that heard nothing that long has a reason to look.
+    /// </summary>
+    public static TimeSpan SyncIntervalFor(TimeSpan retryPeriod) => retryPeriod * 2;
 
     /// <summary>The write counter of a version this store handed out (or read); 0 for anything else.</summary>
     private static long Counter(LeaseSnapshot snapshot) =>

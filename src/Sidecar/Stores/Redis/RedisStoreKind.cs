@@ -72,6 +72,7 @@ internal sealed class RedisStoreKind : StoreKind
             redis.MinReplicas,
             options.Election.RequestTimeout,
             time,
-            services.GetRequiredService<ILogger<RedisLeaseStore>>());
+            services.GetRequiredService<ILogger<RedisLeaseStore>>(),
+            RedisLeaseStore.SyncIntervalFor(options.Election.RetryPeriod));
     }
 }

@@ -65,10 +65,10 @@ public sealed class RedisLeaseStoreConformanceTests : RemoteLeaseStoreConformanc
         return Task.FromResult<ILeaseStore>(Connect(_server.Endpoint, requestTimeout: requestTimeout));
     }
 
-    // A hand DEL publishes nothing: the watch sees it at its resync, here every half second.
+    // A hand DEL publishes nothing: the watch sees it when no record came for its sync interval, here half a second.
     private RedisLeaseStore Connect(RedisEndpoint endpoint, string? password = null, TimeSpan? requestTimeout = null)
     {
-        var store = RedisLeaseStoreTests.Store(endpoint, password, requestTimeout: requestTimeout, resyncInterval: TimeSpan.FromMilliseconds(500), quietInterval: TimeSpan.FromMilliseconds(500));
+        var store = RedisLeaseStoreTests.Store(endpoint, password, requestTimeout: requestTimeout, syncInterval: TimeSpan.FromMilliseconds(500));
         _stores.Add(store);
         return store;
     }

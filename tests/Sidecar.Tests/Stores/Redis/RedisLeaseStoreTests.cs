@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using LeaderSidecar.Election;
 using LeaderSidecar.Stores.Redis;
 using LeaderSidecar.Testing.LeaseApi.Tls;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 
 namespace LeaderSidecar.Tests.Stores.Redis;
 
@@ -42,9 +44,9 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         string? password = null,
         int minReplicas = 0,
         TimeSpan? requestTimeout = null,
-        TimeSpan? resyncInterval = null,
+        TimeSpan? syncInterval = null,
         X509Certificate2Collection? trustedRoots = null,
-        TimeSpan? quietInterval = null) =>
+        TimeProvider? time = null) =>
         new(
             new RedisServerSettings(endpoint, password, trustedRoots, null),
             RedisOptions.DefaultPrefix,
@@ -52,10 +54,9 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
             "app",
             minReplicas,
             requestTimeout ?? TimeSpan.FromSeconds(10),
-            TimeProvider.System,
+            time ?? TimeProvider.System,
             NullLogger<RedisLeaseStore>.Instance,
-            resyncInterval,
-            quietInterval);
+            syncInterval);
 
     [Fact]
     public async Task The_lease_is_a_hash_of_the_record_with_version_uid_and_nonce_as_redis_cli_shows_it()
@@ -90,7 +91,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     public async Task A_write_is_published_so_a_watch_sees_it_at_once_not_at_its_resync()
     {
         // A resync far beyond the test: only the published message can wake the watch.
-        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1));
+        var watcher = Connect(syncInterval: TimeSpan.FromHours(1));
         var writer = Connect();
         var created = await writer.CreateAsync(Record("a"), Ct);
         await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
@@ -104,7 +105,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_watch_takes_each_published_record_as_it_is_and_reads_nothing_while_the_leader_renews()
     {
-        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var watcher = Connect(syncInterval: TimeSpan.FromHours(1));
         var writer = Connect();
         var current = await writer.CreateAsync(Record("a"), Ct);
         await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
@@ -124,9 +125,47 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_sync_read_waits_for_a_sync_interval_without_records_so_renews_keep_it_away()
+    {
+        // The watch's clock is a fake one: 20 renews half a sync interval apart, 10 intervals in all.
+        var time = new FakeTimeProvider(Now);
+        var watcher = Track(Store(_server.Endpoint, syncInterval: TimeSpan.FromSeconds(1), time: time));
+        var writer = Connect();
+        var current = await writer.CreateAsync(Record("a"), Ct);
+        await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
+        Assert.Equal(current, await NextAsync(watch));
+        var reads = await _server.CallsAsync("HGETALL");
+
+        for (var renew = 1; renew <= 20; renew++)
+        {
+            // The watch waits (its timer set) before the clock moves and the renew comes.
+            var waiting = watch.MoveNextAsync().AsTask();
+            time.Advance(TimeSpan.FromMilliseconds(500));
+            current = await writer.UpdateAsync(current, Record("a", renewedAfterSeconds: renew), Ct);
+            Assert.True(await waiting);
+            Assert.Equal(current, watch.Current);
+        }
+
+        Assert.Equal(reads, await _server.CallsAsync("HGETALL"));
+
+        // Then no record for a whole interval: the watch reads, and finds a hand edit.
+        await _server.ExpectAsync("0", "HSET", Key, "holderIdentity", "stranger");
+        var next = watch.MoveNextAsync().AsTask();
+        var waited = Stopwatch.StartNew();
+        while (!next.IsCompleted && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            time.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.WhenAny(next, Task.Delay(10, Ct));
+        }
+
+        Assert.True(next.IsCompleted && await next, "the watch did not read the hash once no record came for its sync interval");
+        Assert.Equal("stranger", watch.Current!.Record.HolderIdentity);
+    }
+
+    [Fact]
     public async Task A_message_that_does_not_follow_from_the_last_record_makes_the_watch_read_the_hash()
     {
-        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var watcher = Connect(syncInterval: TimeSpan.FromHours(1));
         var created = await Connect().CreateAsync(Record("a"), Ct);
         await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Equal(created, await NextAsync(watch));
@@ -146,7 +185,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_message_older_than_what_the_watch_holds_is_skipped()
     {
-        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1), quietInterval: TimeSpan.FromHours(1));
+        var watcher = Connect(syncInterval: TimeSpan.FromHours(1));
         var writer = Connect();
         var created = await writer.CreateAsync(Record("a"), Ct);
         var first = await _server.HashAsync(Key);
@@ -165,9 +204,9 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_hand_edit_publishes_nothing_and_the_watch_finds_it_at_its_resync()
+    public async Task A_hand_edit_publishes_nothing_and_the_watch_finds_it_at_its_sync_read()
     {
-        var watcher = Connect(resyncInterval: TimeSpan.FromMilliseconds(200));
+        var watcher = Connect(syncInterval: TimeSpan.FromMilliseconds(200));
         var created = await Connect().CreateAsync(Record("a"), Ct);
         await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Equal(created, await NextAsync(watch));
@@ -231,7 +270,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     public async Task A_dropped_subscription_ends_the_watch_and_a_new_watch_reads_the_newest_state_first()
     {
         var writer = Connect();
-        var watcher = Connect(resyncInterval: TimeSpan.FromHours(1));
+        var watcher = Connect(syncInterval: TimeSpan.FromHours(1));
         var current = await writer.CreateAsync(Record("a"), Ct);
         var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Equal(current, await NextAsync(watch));
@@ -302,7 +341,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         await _server.AddUserAsync("leader-sidecar", "s3cret", DocumentedAclRules());
         var user = _server.Endpoint with { User = "leader-sidecar" };
         var writer = Track(Store(user, "s3cret"));
-        var watcher = Track(Store(user, "s3cret", resyncInterval: TimeSpan.FromHours(1)));
+        var watcher = Track(Store(user, "s3cret", syncInterval: TimeSpan.FromHours(1)));
 
         var created = await writer.CreateAsync(Record("a"), Ct);
         await using var watch = watcher.WatchAsync(Ct).GetAsyncEnumerator(Ct);
@@ -426,7 +465,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_watch_whose_server_goes_silent_ends_instead_of_waiting_forever()
     {
-        var store = Connect(requestTimeout: TimeSpan.FromMilliseconds(500), quietInterval: TimeSpan.FromMilliseconds(200));
+        var store = Connect(requestTimeout: TimeSpan.FromMilliseconds(500), syncInterval: TimeSpan.FromMilliseconds(200));
         await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Null(await NextAsync(watch));
 
@@ -447,7 +486,7 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
             "SUBSCRIBE" => FakeRedisServer.Resp($"*3\r\n$9\r\nsubscribe\r\n${Key.Length}\r\n{Key}\r\n:1\r\n"),
             _ => null,
         });
-        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromMilliseconds(500), quietInterval: TimeSpan.FromMilliseconds(100)));
+        var store = Track(Store(server.Endpoint, requestTimeout: TimeSpan.FromMilliseconds(500), syncInterval: TimeSpan.FromMilliseconds(100)));
         await using var watch = store.WatchAsync(Ct).GetAsyncEnumerator(Ct);
         Assert.Null(await NextAsync(watch));
 
@@ -554,8 +593,8 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         return server;
     }
 
-    private RedisLeaseStore Connect(int minReplicas = 0, TimeSpan? requestTimeout = null, TimeSpan? resyncInterval = null, TimeSpan? quietInterval = null) =>
-        Track(Store(_server.Endpoint, minReplicas: minReplicas, requestTimeout: requestTimeout, resyncInterval: resyncInterval, quietInterval: quietInterval));
+    private RedisLeaseStore Connect(int minReplicas = 0, TimeSpan? requestTimeout = null, TimeSpan? syncInterval = null) =>
+        Track(Store(_server.Endpoint, minReplicas: minReplicas, requestTimeout: requestTimeout, syncInterval: syncInterval));
 
     private RedisLeaseStore Track(RedisLeaseStore store)
     {
