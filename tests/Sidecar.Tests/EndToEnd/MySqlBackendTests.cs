@@ -72,7 +72,7 @@ public sealed class MySqlBackendTests : SqlBackendTests
 
         await _server.SqlAsync($"UPDATE {Table} SET renewTime = '0000-00-00 00:00:00'");
 
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to step down");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to step down");
         await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record", StringComparison.Ordinal))), Deadline, "both daemons to log the invalid row");
         Assert.All(all, d => Assert.False(d.HasExited));
 
@@ -88,7 +88,7 @@ public sealed class MySqlBackendTests : SqlBackendTests
         await DaemonProcess.SingleLeaderAsync(all);
 
         await _server.StopAsync();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r == "UNKNOWN"), Deadline, "both daemons to report UNKNOWN");
+        await DaemonGroup.AllAsync(all, r => r == "UNKNOWN", Deadline, "both daemons to report UNKNOWN");
         await _server.RestartAsync();
 
         await DaemonProcess.SingleLeaderAsync(all);

@@ -79,7 +79,7 @@ public sealed class PostgresBackendTests : SqlBackendTests
 
         // A negative term is not a lease record: nobody leads on it, everybody says why.
         await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = -3 {Where}");
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to lose the lease it cannot read");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to lose the lease it cannot read");
         await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record: lease_transitions -3 is negative", StringComparison.Ordinal))), Deadline, "both to log the invalid row");
         Assert.DoesNotContain(all, d => d.HasExited);
 
@@ -97,7 +97,7 @@ public sealed class PostgresBackendTests : SqlBackendTests
         await DaemonProcess.SingleLeaderAsync(all);
 
         await _server.StopAsync();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to step down while PostgreSQL is gone");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to step down while PostgreSQL is gone");
         await _server.RestartAsync();
 
         var leader = await DaemonProcess.SingleLeaderAsync(all);
