@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
-using LeaderSidecar.Tests.Safety;
 using LeaderSidecar.Tests.Stores.Etcd;
 
 namespace LeaderSidecar.Tests.EndToEnd;
@@ -13,7 +11,7 @@ namespace LeaderSidecar.Tests.EndToEnd;
 /// by checking their logged role changes: at no instant did two of them say "leader", and terms
 /// never went back.
 /// </summary>
-public sealed partial class EtcdBackendTests : IAsyncLifetime
+public sealed class EtcdBackendTests : IAsyncLifetime
 {
     private const string Key = "/leader-sidecar/demo/app";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
@@ -21,15 +19,8 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
     private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
     private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
-
-    // What a promised bound leaves to the test itself: polling /status, process start, a loaded machine.
-    private static readonly TimeSpan ObservationMargin = TimeSpan.FromSeconds(2);
-
-    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
-    private readonly long _runStart = Stopwatch.GetTimestamp();
     private readonly TempDirectory _dir = new();
-    private readonly List<(DaemonProcess Daemon, string Identity)> _daemons = [];
-    private readonly Dictionary<DaemonProcess, long> _endedAt = [];
+    private readonly DaemonGroup _group = new(["--lease-name", "app", "--namespace", "demo", .. FastTiming]);
     private readonly List<IAsyncDisposable> _servers = [];
     private EtcdTls? _tls;
 
@@ -37,11 +28,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        foreach (var (daemon, _) in _daemons)
-        {
-            await daemon.DisposeAsync();
-        }
-
+        await _group.DisposeAsync();
         foreach (var server in _servers)
         {
             await server.DisposeAsync();
@@ -62,14 +49,14 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         Assert.Contains(all[0].OutputLines, l => l.Contains($"etcd key {Key} at {etcd.Endpoint.GetLeftPart(UriPartial.Authority)}", StringComparison.Ordinal));
 
         var stopped = Stopwatch.StartNew();
-        await TerminateAsync(leader);
+        await _group.TerminateAsync(leader);
         var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
 
         var record = await RecordAsync(etcd);
         Assert.Equal((await next.GetAsync("/status")).Body.GetProperty("identity").GetString(), record.GetProperty("holderIdentity").GetString());
         Assert.Equal(1, record.GetProperty("leaseTransitions").GetInt32());
         Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Theory]
@@ -82,28 +69,28 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         var etcd = await EtcdAsync();
         var remaining = await StartAsync(etcd.Endpoint.ToString(), [.. Enumerable.Range(0, daemons).Select(i => $"d{i}")]);
         var leader = await DaemonProcess.SingleLeaderAsync(remaining);
-        var term = await TermAsync(leader);
+        var term = await DaemonGroup.TermAsync(leader);
 
         while (remaining.Count > 1)
         {
             if (signal == "SIGKILL")
             {
                 // No release: the others wait the lease out.
-                await KillAsync(leader);
+                await _group.KillAsync(leader);
             }
             else
             {
-                await TerminateAsync(leader);
+                await _group.TerminateAsync(leader);
             }
 
             remaining.Remove(leader);
             leader = await DaemonProcess.SingleLeaderAsync(remaining);
-            var next = await TermAsync(leader);
+            var next = await DaemonGroup.TermAsync(leader);
             Assert.True(next > term, $"the term went from {term} to {next}");
             term = next;
         }
 
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -121,7 +108,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         var status = (await leader.GetAsync("/status")).Body;
         Assert.Equal((await KeyAsync(etcd))!.Value.CreateRevision.ToString(CultureInfo.InvariantCulture), status.GetProperty("leaseUid").GetString());
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -129,7 +116,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
     {
         var etcd = await EtcdAsync();
         var all = await StartAsync(etcd.Endpoint, "a", "b");
-        var term = await TermAsync(await DaemonProcess.SingleLeaderAsync(all));
+        var term = await DaemonGroup.TermAsync(await DaemonProcess.SingleLeaderAsync(all));
         var now = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture);
         var stranger = $$"""{"holderIdentity":"stranger","leaseDurationSeconds":5,"acquireTime":"{{now}}","renewTime":"{{now}}","leaseTransitions":{{term + 1}}}""";
 
@@ -145,8 +132,8 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
         // A lower bound, not a timing: taking over earlier would overlap the stranger's claim.
         Assert.True(edited.Elapsed >= TimeSpan.FromSeconds(5), $"the stranger's 5 s claim was taken after {edited.Elapsed.TotalSeconds:0.0} s");
-        Assert.Equal(term + 2, await TermAsync(leader));
-        AssertOneLeaderAtATime();
+        Assert.Equal(term + 2, await DaemonGroup.TermAsync(leader));
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -160,11 +147,11 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
         // Nobody can read a record, so nobody knows the holder or the term: the leader stops by its
         // renew deadline, and every daemon says UNKNOWN, logs why and counts it.
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r == "UNKNOWN"), Deadline, "every daemon to say UNKNOWN");
+        await DaemonGroup.AllAsync(all, r => r == "UNKNOWN", Deadline, "every daemon to say UNKNOWN");
 
         // Past a lease duration of failed reads (one per retry period), still nobody overwrote it.
         var reads = (int)Math.Ceiling((LeaseDuration + RetryPeriod) / RetryPeriod);
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => FailedRequestsAsync(d, "get", "invalid")))).All(n => n >= reads), Deadline, $"{reads} invalid reads by each daemon");
+        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => DaemonGroup.FailedRequestsAsync(d, "get", "invalid")))).All(n => n >= reads), Deadline, $"{reads} invalid reads by each daemon");
         Assert.Equal("this is not a lease record", (await etcd.EtcdctlAsync("get", Key, "--print-value-only")).Trim());
         Assert.All(all, d => Assert.False(d.HasExited));
         Assert.All(all, d => Assert.Contains(d.OutputLines, l => l.Contains("not a lease record", StringComparison.Ordinal) && l.Contains("Invalid", StringComparison.Ordinal)));
@@ -173,7 +160,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         // Deleting it is the way out: the lease is created again and someone leads.
         await etcd.EtcdctlAsync("del", Key);
         await DaemonProcess.SingleLeaderAsync(all);
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -185,12 +172,12 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         var uid = (await KeyAsync(etcd))!.Value.CreateRevision;
 
         await etcd.StopAsync();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r == "UNKNOWN"), Deadline, "every daemon to say UNKNOWN while etcd is down");
+        await DaemonGroup.AllAsync(all, r => r == "UNKNOWN", Deadline, "every daemon to say UNKNOWN while etcd is down");
         await etcd.RestartAsync();
 
-        await LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd came back");
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd came back");
         Assert.Equal(uid, (await KeyAsync(etcd))!.Value.CreateRevision);
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -202,12 +189,12 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
         etcd.Pause();
         var paused = Stopwatch.StartNew();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), RenewDeadline + ObservationMargin, "the leader to step down by its renew deadline");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
         await Poll.UntilAsync(() => Task.FromResult(paused.Elapsed > LeaseDuration + RetryPeriod), Deadline, "the pause to outlast the lease");
         etcd.Resume();
 
-        await LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd resumed");
-        AssertOneLeaderAtATime();
+        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd resumed");
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -228,7 +215,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         // The leader renews through the surviving members: the record keeps changing.
         await Poll.UntilAsync(async () => (await KeyAsync(survivor))!.Value.ModRevision > renewedAt, Deadline, "a renew after the member was killed");
         await DaemonProcess.SingleLeaderAsync(all);
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -247,11 +234,11 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         }
 
         // Renews cannot reach a quorum, so the leader stops by its renew deadline.
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), RenewDeadline + ObservationMargin, "the leader to step down by its renew deadline");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
 
         // The watches ask for a leader, so the member ends them once it has none, instead of
         // keeping them open and silent; the reads that follow fail, and nobody names a holder.
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r == "UNKNOWN"), Deadline, "every daemon to say UNKNOWN");
+        await DaemonGroup.AllAsync(all, r => r == "UNKNOWN", Deadline, "every daemon to say UNKNOWN");
 
         foreach (var member in cluster.Members.Skip(1))
         {
@@ -259,7 +246,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         }
 
         await DaemonProcess.SingleLeaderAsync(all);
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -274,9 +261,9 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         Assert.StartsWith("https://", etcd.Endpoint.ToString(), StringComparison.Ordinal);
         Assert.Equal((await leader.GetAsync("/status")).Body.GetProperty("identity").GetString(), (await RecordAsync(etcd)).GetProperty("holderIdentity").GetString());
 
-        await TerminateAsync(leader);
+        await _group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -292,7 +279,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         // Without a user from the certificate, etcd would refuse the token-less requests and the
         // daemons would stop at start-up.
         await DaemonProcess.SingleLeaderAsync(all);
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Fact]
@@ -304,7 +291,7 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
         var daemon = await StartOneAsync(etcd.Endpoint.ToString(), "a", ["--etcd-ca", tls.OtherCaFile, "--etcd-cert", tls.ClientCertFile, "--etcd-key", tls.ClientKeyFile]);
 
         // Not a start-up error: a member's certificate can be replaced while the sidecar runs.
-        await Poll.UntilAsync(async () => await FailedRequestsAsync(daemon, "get", "unavailable") >= 3, Deadline, "three failed, retried reads");
+        await Poll.UntilAsync(async () => await DaemonGroup.FailedRequestsAsync(daemon, "get", "unavailable") >= 3, Deadline, "three failed, retried reads");
         Assert.Contains(daemon.OutputLines, l => l.Contains("First read of the lease failed", StringComparison.Ordinal) && l.Contains("TLS handshake with etcd failed: the certificate of the member (CN=kube-apiserver, issued by CN=lease-api-test-ca) is not signed by a CA in --etcd-ca", StringComparison.Ordinal));
         Assert.Equal("UNKNOWN", await daemon.RoleAsync());
         Assert.False(daemon.HasExited);
@@ -326,11 +313,11 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
 
         // Each leads in turn, so both wrote the lease with their credentials.
         var leader = await DaemonProcess.SingleLeaderAsync(all);
-        await TerminateAsync(leader);
+        await _group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
 
         Assert.All(all, d => Assert.DoesNotContain(secret, d.Output, StringComparison.Ordinal));
-        AssertOneLeaderAtATime();
+        _group.AssertOneLeaderAtATime();
     }
 
     [Theory]
@@ -424,66 +411,9 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
     private async Task<List<DaemonProcess>> StartAsync(string endpoints, string[] identities, string[]? extra = null) =>
         [.. await Task.WhenAll(identities.Select(id => StartOneAsync(endpoints, id, extra ?? [])))];
 
-    private async Task<DaemonProcess> StartOneAsync(string endpoints, string identity, string[] extra, IReadOnlyDictionary<string, string>? environment = null)
-    {
-        var daemon = await DaemonProcess.StartAsync(
-            environment ?? new Dictionary<string, string>(),
-            ["--lease-name", "app", "--namespace", "demo", "--identity", identity, "--etcd-endpoints", endpoints, .. FastTiming, .. extra]);
-        lock (_daemons)
-        {
-            _daemons.Add((daemon, identity));
-        }
-
-        return daemon;
-    }
-
-    private async Task TerminateAsync(DaemonProcess daemon)
-    {
-        daemon.Terminate();
-        Assert.Equal(0, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(15)));
-        _endedAt[daemon] = Stopwatch.GetTimestamp();
-    }
-
-    private async Task KillAsync(DaemonProcess daemon)
-    {
-        await daemon.KillAsync();
-        _endedAt[daemon] = Stopwatch.GetTimestamp();
-    }
-
-    private static async Task<long> TermAsync(DaemonProcess daemon) =>
-        (await daemon.RoleAndTermAsync()).Term ?? throw new InvalidOperationException("the leader reports no term");
-
-    /// <summary>Exactly one leader among <paramref name="daemons"/> within <paramref name="bound"/> (plus what observing it costs).</summary>
-    private static async Task LeaderWithinAsync(IReadOnlyList<DaemonProcess> daemons, TimeSpan bound, string when)
-    {
-        await Poll.UntilAsync(async () => (await Task.WhenAll(daemons.Select(d => d.RoleAsync()))).Count(r => r == "LEADER") == 1, bound + ObservationMargin, $"a leader within {bound.TotalSeconds} s {when}");
-        await DaemonProcess.SingleLeaderAsync(daemons);
-    }
-
-    /// <summary>
-    /// Judges the role changes every daemon of this test logged (CLOCK_MONOTONIC, shared by every
-    /// process on the host): no two processes said "leader" at one instant, and under one lease
-    /// uid the term never went back and a new holder always had a new term.
-    /// </summary>
-    private void AssertOneLeaderAtATime()
-    {
-        var histories = _daemons
-            .Select((d, i) => LeadershipHistory.Parse($"{d.Identity}#{i}", d.Identity, d.Daemon.OutputLines, _endedAt.TryGetValue(d.Daemon, out var at) ? at : null))
-            .ToList();
-        Assert.All(histories, h => Assert.NotEmpty(h.Changes));
-        var report = HistoryChecker.Check(histories, [], [], _runStart, Stopwatch.GetTimestamp());
-        Assert.True(report.Overlaps.Count == 0, string.Join('\n', report.DescribeOverlaps(_runStart)) + "\n" + report.Timeline);
-        Assert.True(report.TermProblems.Count == 0, string.Join('\n', report.TermProblems) + "\n" + report.Timeline);
-    }
-
-    /// <summary>How many lease-store requests of <paramref name="verb"/> failed with <paramref name="result"/>, from /metrics.</summary>
-    private static async Task<double> FailedRequestsAsync(DaemonProcess daemon, string verb, string result)
-    {
-        var metrics = await Http.GetStringAsync(new Uri(daemon.BaseAddress, "/metrics"));
-        return RequestsLine().Matches(metrics)
-            .Where(m => m.Groups["labels"].Value.Contains($"verb=\"{verb}\"", StringComparison.Ordinal) && m.Groups["labels"].Value.Contains($"result=\"{result}\"", StringComparison.Ordinal))
-            .Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
-    }
+    /// <summary>One daemon on <paramref name="endpoints"/> (comma-separated), with <paramref name="extra"/> arguments.</summary>
+    private Task<DaemonProcess> StartOneAsync(string endpoints, string identity, string[] extra, IReadOnlyDictionary<string, string>? environment = null) =>
+        _group.StartOneAsync(identity, ["--etcd-endpoints", endpoints, .. extra], environment);
 
     private static async Task<JsonElement> RecordAsync(EtcdServer etcd) =>
         JsonDocument.Parse(await etcd.EtcdctlAsync("get", Key, "--print-value-only")).RootElement.Clone();
@@ -496,7 +426,4 @@ public sealed partial class EtcdBackendTests : IAsyncLifetime
             ? (kvs[0].GetProperty("create_revision").GetInt64(), kvs[0].GetProperty("mod_revision").GetInt64())
             : null;
     }
-
-    [GeneratedRegex(@"^leader_sidecar_lease_requests_total\{(?<labels>[^}]*)\} (?<value>[0-9.e+]+)", RegexOptions.Multiline)]
-    private static partial Regex RequestsLine();
 }

@@ -4,28 +4,23 @@ using LeaderSidecar.Tests.Stores.MySql;
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>Real daemon processes on the mysql backend, against a real MariaDB started by the test.</summary>
-public sealed class MySqlBackendTests : IAsyncLifetime
+public sealed class MySqlBackendTests : SqlBackendTests
 {
-    private const string Table = "leader_sidecar_leases";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
-    private readonly List<DaemonProcess> _daemons = [];
     private MariaDbServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await MariaDbServer.StartAsync();
+    protected override string ServerName => "MariaDB";
 
-    public async Task DisposeAsync()
-    {
-        foreach (var daemon in _daemons)
-        {
-            await daemon.DisposeAsync();
-        }
+    protected override string Flag => "--mysql";
 
-        await _server.DisposeAsync();
-    }
+    protected override string HolderColumn => "holderIdentity";
+
+    protected override string DurationColumn => "leaseDurationSeconds";
+
+    protected override string TransitionsColumn => "leaseTransitions";
+
+    protected override IReadOnlyDictionary<string, string> DaemonEnvironment { get; } = new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL_PASSWORD"] = MariaDbServer.Password };
+
+    public override async Task InitializeAsync() => _server = await MariaDbServer.StartAsync();
 
     [Fact]
     public async Task Two_least_privileged_daemons_elect_one_leader_and_hand_over_on_sigterm()
@@ -33,32 +28,7 @@ public sealed class MySqlBackendTests : IAsyncLifetime
         // The table and the user exactly as docs/STORES-MYSQL.md sets them up: no DDL by the daemon.
         await _server.SqlAsync(DocumentedSql());
         var all = new[] { await StartAsync("a", user: "leader_sidecar", "--mysql-create-table=false"), await StartAsync("b", user: "leader_sidecar", "--mysql-create-table=false") };
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-        var identity = await IdentityAsync(leader);
-        Assert.Equal(identity, await ColumnAsync("holderIdentity"));
-        Assert.Contains(all[0].OutputLines, l => l.Contains($"mysql table {Table} row demo/app at 127.0.0.1:{_server.Port}/{MariaDbServer.Database}", StringComparison.Ordinal));
-
-        var stopped = Stopwatch.StartNew();
-        leader.Terminate();
-        Assert.Equal(0, await leader.WaitForExitAsync(TimeSpan.FromSeconds(15)));
-        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-
-        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holderIdentity"));
-        Assert.Equal("1", await ColumnAsync("leaseTransitions"));
-        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(3), "the handover waited for expiry instead of the release");
-    }
-
-    [Fact]
-    public async Task A_killed_leader_is_replaced_after_the_lease_duration()
-    {
-        var all = new[] { await StartAsync("a"), await StartAsync("b") };
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-
-        await leader.KillAsync();
-
-        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holderIdentity"));
-        Assert.Equal("1", await ColumnAsync("leaseTransitions"));
+        await HandsOverOnSigtermAsync(all, $"mysql table {Table} row demo/app at 127.0.0.1:{_server.Port}/{MariaDbServer.Database}");
     }
 
     [Fact]
@@ -102,7 +72,7 @@ public sealed class MySqlBackendTests : IAsyncLifetime
 
         await _server.SqlAsync($"UPDATE {Table} SET renewTime = '0000-00-00 00:00:00'");
 
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to step down");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to step down");
         await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record", StringComparison.Ordinal))), Deadline, "both daemons to log the invalid row");
         Assert.All(all, d => Assert.False(d.HasExited));
 
@@ -118,24 +88,11 @@ public sealed class MySqlBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all);
 
         await _server.StopAsync();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r == "UNKNOWN"), Deadline, "both daemons to report UNKNOWN");
+        await DaemonGroup.AllAsync(all, r => r == "UNKNOWN", Deadline, "both daemons to report UNKNOWN");
         await _server.RestartAsync();
 
         await DaemonProcess.SingleLeaderAsync(all);
         Assert.All(all, d => Assert.False(d.HasExited));
-    }
-
-    [Fact]
-    public async Task A_server_that_is_down_at_start_up_is_waited_for()
-    {
-        await _server.StopAsync();
-        var daemon = await StartAsync("a");
-        await Poll.UntilAsync(() => Task.FromResult(daemon.Output.Contains("First read of the lease failed", StringComparison.Ordinal)), Deadline, "the failed first read to be logged");
-        Assert.False(daemon.HasExited);
-
-        await _server.RestartAsync();
-
-        await Poll.UntilAsync(async () => await daemon.RoleAsync() == "LEADER", Deadline, "the daemon to lead once MariaDB is back");
     }
 
     [Fact]
@@ -164,49 +121,6 @@ public sealed class MySqlBackendTests : IAsyncLifetime
         var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
         Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
         Assert.Equal(await IdentityAsync(next), await ColumnAsync("holderIdentity"));
-        group.AssertOneLeaderAtATime();
-    }
-
-    [Fact]
-    public async Task A_server_paused_past_the_lease_duration_makes_the_leader_step_down_by_its_renew_deadline()
-    {
-        await using var group = Group();
-        var all = await StartAllAsync(group, "a", "b");
-        await DaemonProcess.SingleLeaderAsync(all);
-
-        _server.Pause();
-        var paused = Stopwatch.StartNew();
-        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
-        await Poll.UntilAsync(() => Task.FromResult(paused.Elapsed > LeaseDuration + RetryPeriod), Deadline, "the pause to outlast the lease");
-        _server.Resume();
-
-        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after MariaDB resumed");
-        Assert.DoesNotContain(all, d => d.HasExited);
-        group.AssertOneLeaderAtATime();
-    }
-
-    [Fact]
-    public async Task A_huge_duration_written_with_the_cli_is_waited_out_and_a_negative_one_reads_as_expired()
-    {
-        await using var group = Group();
-        var all = await StartAllAsync(group, "a", "b");
-        await DaemonProcess.SingleLeaderAsync(all);
-
-        // A stranger claiming the lease for 68 years: followed, never taken, nothing overflows.
-        await _server.SqlAsync($"UPDATE {Table} SET holderIdentity = 'stranger', leaseDurationSeconds = 2147483647, leaseTransitions = 4");
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.GetAsync("/status")))).All(s => s.Body.GetProperty("holder").GetString() == "stranger"), Deadline, "both daemons to see the stranger");
-        var edited = Stopwatch.StartNew();
-        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > LeaseDuration + RetryPeriod), Deadline, "our own lease duration to pass");
-        Assert.All(await Task.WhenAll(all.Select(d => d.RoleAsync())), r => Assert.Equal("FOLLOWER", r));
-        Assert.Equal("stranger", await ColumnAsync("holderIdentity"));
-
-        // A negative duration means expired, as in client-go: taken at once, with the next term.
-        await _server.SqlAsync($"UPDATE {Table} SET leaseDurationSeconds = -5");
-        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration, "after the duration went negative");
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holderIdentity"));
-        Assert.Equal(5L, await DaemonGroup.TermAsync(leader));
-        Assert.DoesNotContain(all, d => d.HasExited);
         group.AssertOneLeaderAtATime();
     }
 
@@ -241,10 +155,8 @@ public sealed class MySqlBackendTests : IAsyncLifetime
     [Fact]
     public async Task The_whole_connection_string_in_the_environment_twin_may_carry_the_password()
     {
-        var daemon = await DaemonProcess.StartAsync(
-            new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL"] = _server.ConnectionString() },
-            ["--lease-name", "app", "--namespace", "demo", "--identity", "a", .. FastTiming]);
-        _daemons.Add(daemon);
+        await using var group = new DaemonGroup(["--lease-name", "app", "--namespace", "demo", .. FastTiming]);
+        var daemon = await group.StartOneAsync("a", environment: new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL"] = _server.ConnectionString() });
 
         await Poll.UntilAsync(async () => await daemon.RoleAsync() == "LEADER", Deadline, "the daemon to lead");
         Assert.DoesNotContain(MariaDbServer.Password, daemon.Output, StringComparison.Ordinal);
@@ -303,27 +215,17 @@ public sealed class MySqlBackendTests : IAsyncLifetime
         return $"USE {MariaDbServer.Database};\n" + sql.Replace("CHANGE-ME", MariaDbServer.Password, StringComparison.Ordinal);
     }
 
-    private async Task<DaemonProcess> StartAsync(string identity, string user = MariaDbServer.User, params string[] extra)
-    {
-        var daemon = await DaemonProcess.StartAsync(
-            new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL_PASSWORD"] = MariaDbServer.Password },
-            ["--lease-name", "app", "--namespace", "demo", "--identity", identity, "--mysql", $"mysql://{user}@127.0.0.1:{_server.Port}/{MariaDbServer.Database}", .. FastTiming, .. extra]);
-        _daemons.Add(daemon);
-        return daemon;
-    }
+    protected override string Url(string? user = null) => $"mysql://{user ?? MariaDbServer.User}@127.0.0.1:{_server.Port}/{MariaDbServer.Database}";
 
-    private DaemonGroup Group() =>
-        new(["--lease-name", "app", "--namespace", "demo", "--mysql", _server.Url, .. FastTiming]);
+    protected override async Task<string> SqlAsync(string sql) => (await _server.SqlAsync(sql)).Trim();
 
-    private static async Task<List<DaemonProcess>> StartAllAsync(DaemonGroup group, params string[] identities)
-    {
-        var environment = new Dictionary<string, string> { ["LEADER_SIDECAR_MYSQL_PASSWORD"] = MariaDbServer.Password };
-        return [.. await Task.WhenAll(identities.Select(id => group.StartOneAsync(id, environment: environment)))];
-    }
+    protected override Task StopServerAsync() => _server.StopAsync();
 
-    private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
-        (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
+    protected override Task RestartServerAsync() => _server.RestartAsync();
 
-    private async Task<string> ColumnAsync(string column) =>
-        (await _server.SqlAsync($"SELECT {column} FROM {Table} WHERE namespace = 'demo' AND name = 'app'")).Trim();
+    protected override void PauseServer() => _server.Pause();
+
+    protected override void ResumeServer() => _server.Resume();
+
+    protected override ValueTask DisposeServerAsync() => _server.DisposeAsync();
 }

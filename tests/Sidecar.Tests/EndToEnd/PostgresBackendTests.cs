@@ -5,66 +5,32 @@ using LeaderSidecar.Tests.Stores.Postgres;
 namespace LeaderSidecar.Tests.EndToEnd;
 
 /// <summary>Real daemon processes on the postgres backend, against a real PostgreSQL started by the test.</summary>
-public sealed class PostgresBackendTests : IAsyncLifetime
+public sealed class PostgresBackendTests : SqlBackendTests
 {
-    private const string Table = "leader_sidecar_leases";
-    private const string Where = "WHERE namespace = 'demo' AND name = 'app'";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
-
     // A retry period far longer than a notification takes to arrive: a follower that learned of a
     // release only by polling would take up to one retry period, one without a working watch (it
     // does not poll while the watch says it is up) a whole lease duration.
     private static readonly TimeSpan SlowRetryPeriod = TimeSpan.FromSeconds(3);
     private static readonly string[] SlowPollTiming = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "3s", "--log-level", "debug"];
-    private readonly List<DaemonProcess> _daemons = [];
     private PostgresServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await PostgresServer.StartAsync();
+    protected override string ServerName => "PostgreSQL";
 
-    public async Task DisposeAsync()
-    {
-        foreach (var daemon in _daemons)
-        {
-            await daemon.DisposeAsync();
-        }
+    protected override string Flag => "--postgres";
 
-        _server.Resume();
-        await _server.DisposeAsync();
-    }
+    protected override string HolderColumn => "holder_identity";
+
+    protected override string DurationColumn => "lease_duration_seconds";
+
+    protected override string TransitionsColumn => "lease_transitions";
+
+    public override async Task InitializeAsync() => _server = await PostgresServer.StartAsync();
 
     [Fact]
     public async Task Two_daemons_elect_one_leader_and_hand_over_through_listen_on_sigterm()
     {
         var all = new[] { await StartAsync("a"), await StartAsync("b") };
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
-        Assert.Contains(all[0].OutputLines, l => l.Contains($"postgres row demo/app in leader_sidecar_leases at 127.0.0.1:{_server.Port}/postgres", StringComparison.Ordinal));
-
-        var stopped = Stopwatch.StartNew();
-        leader.Terminate();
-        Assert.Equal(0, await leader.WaitForExitAsync(TimeSpan.FromSeconds(15)));
-        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-
-        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holder_identity"));
-        Assert.Equal("1", await ColumnAsync("lease_transitions"));
-        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(3), "the handover waited for expiry instead of the release");
-    }
-
-    [Fact]
-    public async Task A_killed_leader_is_replaced_once_its_lease_runs_out()
-    {
-        var all = new[] { await StartAsync("a"), await StartAsync("b") };
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-
-        await leader.KillAsync();
-
-        var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-        Assert.Equal(await IdentityAsync(next), await ColumnAsync("holder_identity"));
-        Assert.Equal("1", await ColumnAsync("lease_transitions"));
+        await HandsOverOnSigtermAsync(all, $"postgres row demo/app in leader_sidecar_leases at 127.0.0.1:{_server.Port}/postgres");
     }
 
     [Fact]
@@ -113,7 +79,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
 
         // A negative term is not a lease record: nobody leads on it, everybody says why.
         await _server.PsqlAsync($"UPDATE {Table} SET lease_transitions = -3 {Where}");
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to lose the lease it cannot read");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to lose the lease it cannot read");
         await Poll.UntilAsync(() => Task.FromResult(all.All(d => d.Output.Contains("is not a lease record: lease_transitions -3 is negative", StringComparison.Ordinal))), Deadline, "both to log the invalid row");
         Assert.DoesNotContain(all, d => d.HasExited);
 
@@ -131,25 +97,12 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all);
 
         await _server.StopAsync();
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(d => d.RoleAsync()))).All(r => r != "LEADER"), Deadline, "the leader to step down while PostgreSQL is gone");
+        await DaemonGroup.AllAsync(all, r => r != "LEADER", Deadline, "the leader to step down while PostgreSQL is gone");
         await _server.RestartAsync();
 
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
         Assert.DoesNotContain(all, d => d.HasExited);
-    }
-
-    [Fact]
-    public async Task A_postgres_that_is_down_at_start_up_is_waited_for()
-    {
-        await _server.StopAsync();
-        var daemon = await StartAsync("a");
-        await Poll.UntilAsync(() => Task.FromResult(daemon.Output.Contains("First read of the lease failed", StringComparison.Ordinal)), Deadline, "the failed first read to be logged");
-        Assert.False(daemon.HasExited);
-
-        await _server.RestartAsync();
-
-        await Poll.UntilAsync(async () => await daemon.RoleAsync() == "LEADER", Deadline, "the daemon to lead once PostgreSQL is back");
     }
 
     [Fact]
@@ -169,7 +122,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
     [Fact]
     public async Task Connections_ended_by_pg_terminate_backend_come_back_and_a_release_still_reaches_the_follower_by_notification()
     {
-        await using var group = Group(_server.Url(), SlowPollTiming);
+        await using var group = Group(timing: SlowPollTiming);
         var all = await group.StartAsync("a", "b");
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         var follower = all.Single(d => d != leader);
@@ -189,50 +142,6 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         await group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync([follower]);
         Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the notification");
-        group.AssertOneLeaderAtATime();
-    }
-
-    [Fact]
-    public async Task A_postgres_paused_past_the_lease_duration_makes_the_leader_step_down_by_its_renew_deadline()
-    {
-        await using var group = Group(_server.Url(), FastTiming);
-        var all = await group.StartAsync("a", "b");
-        await DaemonProcess.SingleLeaderAsync(all);
-
-        _server.Pause();
-        var paused = Stopwatch.StartNew();
-        await DaemonGroup.AllAsync(all, r => r != "LEADER", RenewDeadline + DaemonGroup.ObservationMargin, "the leader to step down by its renew deadline");
-        await Poll.UntilAsync(() => Task.FromResult(paused.Elapsed > LeaseDuration + RetryPeriod), Deadline, "the pause to outlast the lease");
-        _server.Resume();
-
-        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after PostgreSQL resumed");
-        Assert.DoesNotContain(all, d => d.HasExited);
-        group.AssertOneLeaderAtATime();
-    }
-
-    [Fact]
-    public async Task A_huge_duration_in_psql_is_waited_out_and_a_negative_one_reads_as_expired()
-    {
-        await using var group = Group(_server.Url(), FastTiming);
-        var all = await group.StartAsync("a", "b");
-        await DaemonProcess.SingleLeaderAsync(all);
-
-        // A stranger claiming the lease for 68 years: followed, never taken, nothing overflows.
-        await _server.PsqlAsync($"UPDATE {Table} SET holder_identity = 'stranger', lease_duration_seconds = 2147483647, lease_transitions = 4 {Where}");
-        await Poll.UntilAsync(async () => (await Task.WhenAll(all.Select(HolderAsync))).All(h => h == "stranger"), Deadline, "both daemons to see the stranger");
-        var edited = Stopwatch.StartNew();
-        await Poll.UntilAsync(() => Task.FromResult(edited.Elapsed > LeaseDuration + RetryPeriod), Deadline, "our own lease duration to pass");
-        Assert.All(await Task.WhenAll(all.Select(d => d.RoleAsync())), r => Assert.Equal("FOLLOWER", r));
-        Assert.Equal("stranger", await ColumnAsync("holder_identity"));
-
-        // A negative duration means expired, as in client-go: taken at once, with the next term.
-        await _server.PsqlAsync($"UPDATE {Table} SET lease_duration_seconds = -5 {Where}");
-        await DaemonGroup.LeaderWithinAsync(all, LeaseDuration, "after the duration went negative");
-        var leader = await DaemonProcess.SingleLeaderAsync(all);
-        Assert.Equal(await IdentityAsync(leader), await ColumnAsync("holder_identity"));
-        Assert.Equal("5", await ColumnAsync("lease_transitions"));
-        Assert.Equal(5L, await DaemonGroup.TermAsync(leader));
-        Assert.DoesNotContain(all, d => d.HasExited);
         group.AssertOneLeaderAtATime();
     }
 
@@ -268,7 +177,7 @@ public sealed class PostgresBackendTests : IAsyncLifetime
     public async Task Behind_pgbouncer_in_transaction_mode_the_listen_probe_fails_and_followers_poll_and_still_take_over_a_release()
     {
         await using var bouncer = await PgBouncer.StartAsync(_server);
-        await using var group = Group($"postgresql://postgres@127.0.0.1:{bouncer.Port}/postgres", FastTiming);
+        await using var group = Group($"postgresql://postgres@127.0.0.1:{bouncer.Port}/postgres");
         var all = await group.StartAsync("a", "b");
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         var follower = all.Single(d => d != leader);
@@ -328,19 +237,9 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         Assert.DoesNotContain("secret", stdout + stderr, StringComparison.Ordinal);
     }
 
-    private async Task<DaemonProcess> StartAsync(string identity, string user = "postgres", params string[] extra)
-    {
-        var daemon = await DaemonProcess.StartAsync(["--lease-name", "app", "--namespace", "demo", "--identity", identity, "--postgres", _server.Url(user), .. FastTiming, .. extra]);
-        _daemons.Add(daemon);
-        return daemon;
-    }
-
     private const string WatchConnected = "\"EventId\":8,";
     private const string WatchFailed = "\"EventId\":10,";
     private const string ListenSilent = "\"EventId\":800,";
-
-    private static DaemonGroup Group(string url, string[] timing) =>
-        new(["--lease-name", "app", "--namespace", "demo", "--postgres", url, .. timing]);
 
     private static int Count(DaemonProcess daemon, string eventId) =>
         daemon.OutputLines.Count(l => l.Contains(eventId, StringComparison.Ordinal));
@@ -350,11 +249,21 @@ public sealed class PostgresBackendTests : IAsyncLifetime
         daemon.OutputLines.LastOrDefault(l => l.Contains(WatchConnected, StringComparison.Ordinal) || l.Contains(WatchFailed, StringComparison.Ordinal) || l.Contains("\"EventId\":9,", StringComparison.Ordinal)) is { } last
         && last.Contains(WatchConnected, StringComparison.Ordinal);
 
-    private async Task<string> ColumnAsync(string column) => await _server.PsqlAsync($"SELECT {column} FROM {Table} {Where}");
+    protected override string Url(string? user = null) => _server.Url(user ?? "postgres");
 
-    private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
-        (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
+    protected override Task<string> SqlAsync(string sql) => _server.PsqlAsync(sql);
 
-    private static async Task<string?> HolderAsync(DaemonProcess daemon) =>
-        (await daemon.GetAsync("/status")).Body.GetProperty("holder").GetString();
+    protected override Task StopServerAsync() => _server.StopAsync();
+
+    protected override Task RestartServerAsync() => _server.RestartAsync();
+
+    protected override void PauseServer() => _server.Pause();
+
+    protected override void ResumeServer() => _server.Resume();
+
+    protected override async ValueTask DisposeServerAsync()
+    {
+        _server.Resume();
+        await _server.DisposeAsync();
+    }
 }
