@@ -81,14 +81,21 @@ internal sealed partial class DaemonGroup(params string[] sharedArgs) : IAsyncDi
     /// <summary>
     /// Judges the role changes every daemon of this group logged (CLOCK_MONOTONIC, shared by every
     /// process on the host): no two processes said "leader" at one instant, and under one lease
-    /// uid the term never went back and a new holder always had a new term.
+    /// uid the term never went back and a new holder always had a new term. A daemon's lines reach
+    /// the test a little after it answers /status, so this first waits for every daemon's first
+    /// logged change.
     /// </summary>
-    public void AssertOneLeaderAtATime()
+    public async Task AssertOneLeaderAtATimeAsync()
     {
-        var histories = _daemons
-            .Select((d, i) => LeadershipHistory.Parse($"{d.Identity}#{i}", d.Identity, d.Daemon.OutputLines, _endedAt.TryGetValue(d.Daemon, out var at) ? at : null))
-            .ToList();
-        Assert.All(histories, h => Assert.NotEmpty(h.Changes));
+        List<LeadershipHistory> histories = [];
+        await Poll.UntilAsync(
+            () =>
+            {
+                histories = [.. _daemons.Select((d, i) => LeadershipHistory.Parse($"{d.Identity}#{i}", d.Identity, d.Daemon.OutputLines, _endedAt.TryGetValue(d.Daemon, out var at) ? at : null))];
+                return Task.FromResult(histories.All(h => h.Changes.Count > 0));
+            },
+            TimeSpan.FromSeconds(10),
+            "every daemon's first logged role change");
         var report = HistoryChecker.Check(histories, [], [], _runStart, Stopwatch.GetTimestamp());
         Assert.True(report.Overlaps.Count == 0, string.Join('\n', report.DescribeOverlaps(_runStart)) + "\n" + report.Timeline);
         Assert.True(report.TermProblems.Count == 0, string.Join('\n', report.TermProblems) + "\n" + report.Timeline);

@@ -56,7 +56,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         Assert.Equal((await next.GetAsync("/status")).Body.GetProperty("identity").GetString(), record.GetProperty("holderIdentity").GetString());
         Assert.Equal(1, record.GetProperty("leaseTransitions").GetInt32());
         Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Theory]
@@ -90,7 +90,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
             term = next;
         }
 
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -108,7 +108,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         var leader = await DaemonProcess.SingleLeaderAsync(all);
         var status = (await leader.GetAsync("/status")).Body;
         Assert.Equal((await KeyAsync(etcd))!.Value.CreateRevision.ToString(CultureInfo.InvariantCulture), status.GetProperty("leaseUid").GetString());
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -133,7 +133,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         // A lower bound, not a timing: taking over earlier would overlap the stranger's claim.
         Assert.True(edited.Elapsed >= TimeSpan.FromSeconds(5), $"the stranger's 5 s claim was taken after {edited.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(term + 2, await DaemonGroup.TermAsync(leader));
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -160,7 +160,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         // Deleting it is the way out: the lease is created again and someone leads.
         await etcd.EtcdctlAsync("del", Key);
         await DaemonProcess.SingleLeaderAsync(all);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -177,7 +177,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd came back");
         Assert.Equal(uid, (await KeyAsync(etcd))!.Value.CreateRevision);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -194,7 +194,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         etcd.Resume();
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after etcd resumed");
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -215,7 +215,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         // The leader renews through the surviving members: the record keeps changing.
         await Poll.UntilAsync(async () => (await KeyAsync(survivor))!.Value.ModRevision > renewedAt, Deadline, "a renew after the member was killed");
         await DaemonProcess.SingleLeaderAsync(all);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -246,7 +246,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         }
 
         await DaemonProcess.SingleLeaderAsync(all);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -263,7 +263,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
 
         await _group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -279,7 +279,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         // Without a user from the certificate, etcd would refuse the token-less requests and the
         // daemons would stop at start-up.
         await DaemonProcess.SingleLeaderAsync(all);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -317,7 +317,7 @@ public sealed class EtcdBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
 
         Assert.All(all, d => Assert.DoesNotContain(secret, d.Output, StringComparison.Ordinal));
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Theory]

@@ -121,7 +121,7 @@ public sealed class MySqlBackendTests : SqlBackendTests
         var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
         Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
         Assert.Equal(await IdentityAsync(next), await ColumnAsync("holderIdentity"));
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]

@@ -142,7 +142,7 @@ public sealed class PostgresBackendTests : SqlBackendTests
         await group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync([follower]);
         Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the notification");
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -170,7 +170,7 @@ public sealed class PostgresBackendTests : SqlBackendTests
         await DaemonProcess.SingleLeaderAsync([follower]);
         Assert.True(stopped.Elapsed < SlowRetryPeriod, $"the follower took over {stopped.Elapsed.TotalSeconds:0.0} s after the release: it polled instead of hearing the notification");
         Assert.Equal(await IdentityAsync(follower), await standby.PsqlAsync($"SELECT holder_identity FROM {Table} {Where}"));
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -192,7 +192,7 @@ public sealed class PostgresBackendTests : SqlBackendTests
         await DaemonProcess.SingleLeaderAsync([follower]);
         Assert.True(stopped.Elapsed < LeaseDuration, "the follower waited for expiry: it trusted a deaf watch instead of polling");
         Assert.Equal(await IdentityAsync(follower), await ColumnAsync("holder_identity"));
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Theory]

@@ -69,7 +69,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         Assert.Equal(await IdentityAsync(next), hash["holderIdentity"]);
         Assert.Equal("1", hash["leaseTransitions"]);
         Assert.True(stopped.Elapsed < LeaseDuration, "the handover waited for expiry instead of the release");
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -83,7 +83,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
         var next = await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
         Assert.Equal(term + 1, await DaemonGroup.TermAsync(next));
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -101,7 +101,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         var hash = await _redis.HashAsync(Key);
         Assert.Equal(hash["uid"], (await leader.GetAsync("/status")).Body.GetProperty("leaseUid").GetString());
         Assert.Equal(await IdentityAsync(leader), hash["holderIdentity"]);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         // A lower bound, not a timing: taking over earlier would overlap the stranger's claim.
         Assert.True(edited.Elapsed >= TimeSpan.FromSeconds(5), $"the stranger's 5 s claim was taken after {edited.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(term + 2, await DaemonGroup.TermAsync(leader));
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -149,7 +149,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         // Deleting it is the way out: the lease is created again and someone leads.
         await _redis.ExpectAsync("1", "DEL", Key);
         await DaemonProcess.SingleLeaderAsync(all);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -165,7 +165,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after Redis came back");
         Assert.Equal(uid, (await _redis.HashAsync(Key))["uid"]);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -181,7 +181,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         _redis.Resume();
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, "after Redis resumed");
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -211,7 +211,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         Assert.True(
             tookOver < TimeSpan.FromSeconds(1),
             $"the follower took over {tookOver.TotalSeconds:0.0} s after the release instead of acting on the published message; its log since the kill:\n{string.Join('\n', follower.OutputLines.Skip(logged))}\nthe leader's:\n{string.Join('\n', leader.OutputLines.TakeLast(15))}");
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Theory]
@@ -238,7 +238,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, $"after {how} ended");
         Assert.DoesNotContain(all, d => d.HasExited);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -264,7 +264,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         await Poll.UntilAsync(async () => (await _redis.HashAsync(Key)).GetValueOrDefault("uid") is { } now && now != uid, Deadline, "the lease to be created again");
         var next = await DaemonProcess.SingleLeaderAsync(all);
         Assert.Equal(await IdentityAsync(next), (await _redis.HashAsync(Key))["holderIdentity"]);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -298,7 +298,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         Assert.NotEqual("LEADER", await stranger.RoleAsync());
         Assert.False(stranger.HasExited);
         Assert.False(DaemonGroup.HasLed(stranger), "a daemon without a client certificate led");
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -344,7 +344,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
 
         Assert.All(all, d => Assert.DoesNotContain(secret, d.Output, StringComparison.Ordinal));
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -365,7 +365,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         Assert.Equal(await IdentityAsync(leader), (await server.HashAsync(Key))["holderIdentity"]);
         await group.TerminateAsync(leader);
         await DaemonProcess.SingleLeaderAsync(all.Where(d => d != leader).ToList());
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Theory]

@@ -107,7 +107,7 @@ public abstract class SqlBackendTests : IAsyncLifetime
 
         await DaemonGroup.LeaderWithinAsync(all, LeaseDuration + RetryPeriod, $"after {ServerName} resumed");
         Assert.DoesNotContain(all, d => d.HasExited);
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -133,7 +133,7 @@ public abstract class SqlBackendTests : IAsyncLifetime
         Assert.Equal("5", await ColumnAsync(TransitionsColumn));
         Assert.Equal(5L, await DaemonGroup.TermAsync(leader));
         Assert.DoesNotContain(all, d => d.HasExited);
-        group.AssertOneLeaderAtATime();
+        await group.AssertOneLeaderAtATimeAsync();
     }
 
     /// <summary>

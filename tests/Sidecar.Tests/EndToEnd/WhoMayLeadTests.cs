@@ -50,7 +50,7 @@ public sealed class WhoMayLeadTests : IAsyncLifetime
         // Readiness describes the sidecar, not the app: the unhealthy app's sidecar stays ready.
         using var ready = await Http.GetAsync(new Uri(leader.BaseAddress, "/readyz"));
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -73,7 +73,7 @@ public sealed class WhoMayLeadTests : IAsyncLifetime
         // Term 1, or 2 when the follower's own check failed only after it had taken the release:
         // then it stood aside too (each replica at most once), and an unhealthy one took it last.
         Assert.InRange((await again.RoleAndTermAsync()).Term ?? -1, 1, 2);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     [Fact]
@@ -118,7 +118,7 @@ public sealed class WhoMayLeadTests : IAsyncLifetime
         await _group.TerminateAsync(prompt);
         await DaemonProcess.SingleLeaderAsync([delayed]);
         Assert.Equal(1, (await delayed.RoleAndTermAsync()).Term);
-        _group.AssertOneLeaderAtATime();
+        await _group.AssertOneLeaderAtATimeAsync();
     }
 
     private async Task<(DaemonProcess Daemon, AppHealthEndpoint App)> StartWithAppAsync(string identity)
