@@ -15,6 +15,10 @@ internal sealed partial class DaemonGroup(params string[] sharedArgs) : IAsyncDi
     // What a promised bound leaves to the test itself: polling /status, process start, a loaded machine.
     public static readonly TimeSpan ObservationMargin = TimeSpan.FromSeconds(2);
 
+    // The log events "acquired the lease" and "released the lease", as a JSON log line carries them.
+    private const string Acquired = "\"EventId\":1,";
+    private const string Released = "\"EventId\":3,";
+
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
     private readonly long _runStart = Stopwatch.GetTimestamp();
     private readonly List<(DaemonProcess Daemon, string Identity)> _daemons = [];
@@ -42,6 +46,19 @@ internal sealed partial class DaemonGroup(params string[] sharedArgs) : IAsyncDi
         daemon.Terminate();
         Assert.Equal(0, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(15)));
         _endedAt[daemon] = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>
+    /// SIGTERM to <paramref name="leader"/>, then waits until <paramref name="successor"/> leads, and
+    /// returns the time from the leader's logged release to the successor's logged acquisition: the
+    /// daemons' own timestamps, so the leader's shutdown and the test's polling do not count.
+    /// </summary>
+    public async Task<TimeSpan> TerminateAndTimeTakeOverAsync(DaemonProcess leader, DaemonProcess successor)
+    {
+        var logged = successor.OutputLines.Count;
+        await TerminateAsync(leader);
+        await DaemonProcess.SingleLeaderAsync([successor]);
+        return await successor.LoggedAtAsync(Acquired, logged) - await leader.LoggedAtAsync(Released);
     }
 
     /// <summary>SIGKILL: nothing is released; the others wait the lease out.</summary>

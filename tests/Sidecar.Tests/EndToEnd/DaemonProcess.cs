@@ -199,6 +199,22 @@ internal sealed partial class DaemonProcess : IAsyncDisposable
         return leader!;
     }
 
+    /// <summary>
+    /// When this daemon logged the first line carrying <paramref name="eventId"/> (such as
+    /// <c>"EventId":1,</c>) after its first <paramref name="skip"/> lines, by the line's own
+    /// timestamp. Lines reach the test a little after the daemon acts, so this waits for it.
+    /// </summary>
+    public async Task<DateTimeOffset> LoggedAtAsync(string eventId, int skip = 0)
+    {
+        string? line = null;
+        await Poll.UntilAsync(
+            () => Task.FromResult((line = OutputLines.Skip(skip).FirstOrDefault(l => l.Contains(eventId, StringComparison.Ordinal))) is not null),
+            TimeSpan.FromSeconds(10),
+            $"a log line with {eventId}");
+        using var json = JsonDocument.Parse(line!);
+        return json.RootElement.GetProperty("Timestamp").GetDateTimeOffset();
+    }
+
     /// <summary>The role and term this daemon reports on <c>/status</c>; a null role when it does not answer.</summary>
     public async Task<(string? Role, long? Term)> RoleAndTermAsync()
     {

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
-using System.Text.Json;
 using LeaderSidecar.Testing.LeaseApi.Tls;
 using LeaderSidecar.Tests.Stores;
 using LeaderSidecar.Tests.Stores.Redis;
@@ -29,8 +28,6 @@ public sealed class RedisBackendTests : IAsyncLifetime
     private static readonly string[] SlowPollTiming = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "3s", "--log-level", "debug"];
     private const string WatchConnected = "\"EventId\":8,";
     private const string ScriptLoaded = "\"EventId\":901,";
-    private const string Acquired = "\"EventId\":1,";
-    private const string Released = "\"EventId\":3,";
     private readonly TempDirectory _dir = new();
     private readonly List<RedisServer> _servers = [];
     private DaemonGroup _group = null!;
@@ -205,9 +202,7 @@ public sealed class RedisBackendTests : IAsyncLifetime
         // Measured from the leader's logged release to the follower's logged acquisition, so the
         // leader's own shutdown and this test's polling do not count. A published message takes
         // milliseconds; a poll comes every retry period (3 s), the watch's own read after two.
-        await group.TerminateAsync(leader);
-        await DaemonProcess.SingleLeaderAsync([follower]);
-        var tookOver = LoggedAt(follower.OutputLines.Skip(logged), Acquired) - LoggedAt(leader.OutputLines, Released);
+        var tookOver = await group.TerminateAndTimeTakeOverAsync(leader, follower);
         Assert.True(
             tookOver < TimeSpan.FromSeconds(1),
             $"the follower took over {tookOver.TotalSeconds:0.0} s after the release instead of acting on the published message; its log since the kill:\n{string.Join('\n', follower.OutputLines.Skip(logged))}\nthe leader's:\n{string.Join('\n', leader.OutputLines.TakeLast(15))}");
@@ -428,14 +423,6 @@ public sealed class RedisBackendTests : IAsyncLifetime
 
     private static async Task<string?> IdentityAsync(DaemonProcess daemon) =>
         (await daemon.GetAsync("/status")).Body.GetProperty("identity").GetString();
-
-    /// <summary>When the first log line carrying <paramref name="eventId"/> was written, by its own timestamp.</summary>
-    private static DateTimeOffset LoggedAt(IEnumerable<string> lines, string eventId)
-    {
-        var line = lines.First(l => l.Contains(eventId, StringComparison.Ordinal));
-        using var json = JsonDocument.Parse(line);
-        return json.RootElement.GetProperty("Timestamp").GetDateTimeOffset();
-    }
 
     private static int Count(DaemonProcess daemon, string eventId) =>
         daemon.OutputLines.Count(l => l.Contains(eventId, StringComparison.Ordinal));
