@@ -37,7 +37,7 @@ internal static partial class CommandLine
             (b, v) => IdentityProblem(v) ?? Set(() => b.Options = b.Options with { Identity = v })),
         new("namespace", "NS", "Namespace of the lease.", "$POD_NAMESPACE, else the service-account namespace, else default",
             (b, v) => NamespaceProblem(v) ?? Set(() => b.Options = b.Options with { Namespace = v })),
-        new("backend", "auto|" + string.Join('|', StoreKinds.All.Select(k => k.Name)), "Lease store. auto picks the store whose flags are given (such as --etcd-endpoints), else kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with $KUBECONFIG, else file.", SidecarOptions.AutoBackend,
+        new("backend", "auto|" + string.Join('|', StoreKinds.All.Select(k => k.Name)), StoreKinds.BackendHelp, SidecarOptions.AutoBackend,
             (b, v) => ParseBackend(v) is { } name
                 ? Set(() => b.Options = b.Options with { Backend = name })
                 : StoreKinds.LeftOut(v.ToLowerInvariant()) ?? $"unknown backend {Quote(v)} (use {string.Join(", ", StoreKinds.All.SkipLast(1).Select(k => k.Name).Prepend(SidecarOptions.AutoBackend))} or {StoreKinds.All[^1].Name})"),

@@ -11,20 +11,20 @@ using LeaderSidecar.Stores.Redis;
 namespace LeaderSidecar.Stores;
 
 /// <summary>
-/// The wiring of the lease stores: adding a store is one line in <see cref="Lines"/> (its name, and
-/// its kind behind its switch in <see cref="InBuild"/>).
+/// The wiring of the lease stores: adding a store is one line in <see cref="Lines"/> (its name, its
+/// flags not named after it, and its kind behind its switch in <see cref="InBuild"/>).
 /// </summary>
 internal static class StoreKinds
 {
     /// <summary>Every store, in the order <c>--help</c> lists them; a store this build leaves out has no kind.</summary>
     private static readonly StoreLine[] Lines =
     [
-        new("file", InBuild.File ? new FileStoreKind() : null),
-        new("kubernetes", InBuild.Kubernetes ? new KubernetesStoreKind() : null),
-        new("etcd", InBuild.Etcd ? new EtcdStoreKind() : null),
-        new("postgres", InBuild.Postgres ? new PostgresStoreKind() : null),
-        new("mysql", InBuild.MySql ? new MySqlStoreKind() : null),
-        new("redis", InBuild.Redis ? new RedisStoreKind() : null),
+        new("file", ["lease-dir"], InBuild.File ? new FileStoreKind() : null),
+        new("kubernetes", ["kubeconfig", "leader-service", "events"], InBuild.Kubernetes ? new KubernetesStoreKind() : null),
+        new("etcd", [], InBuild.Etcd ? new EtcdStoreKind() : null),
+        new("postgres", [], InBuild.Postgres ? new PostgresStoreKind() : null),
+        new("mysql", [], InBuild.MySql ? new MySqlStoreKind() : null),
+        new("redis", [], InBuild.Redis ? new RedisStoreKind() : null),
     ];
 
     /// <summary>Every store in this build, in the order <c>--help</c> lists them.</summary>
@@ -40,14 +40,41 @@ internal static class StoreKinds
 
     /// <summary>
     /// When <paramref name="name"/> names a store this build leaves out (<c>etcd</c>), or one of its
-    /// flags (<c>etcd-endpoints</c>): the one line saying so; else <see langword="null"/>.
+    /// flags (<c>etcd-endpoints</c>, <c>lease-dir</c>) that no store in the build has: the one line
+    /// saying so; else <see langword="null"/>.
     /// </summary>
     public static string? LeftOut(string name) => LeftOut(Lines, name);
 
     internal static string? LeftOut(IReadOnlyList<StoreLine> lines, string name) =>
-        lines.FirstOrDefault(line => line.Kind is null && (name == line.Name || name.StartsWith(line.Name + "-", StringComparison.Ordinal))) is { } left
+        !lines.Any(line => line.Kind?.Flags.Any(flag => flag.Name == name) == true)
+        && lines.FirstOrDefault(line => line.Kind is null && (name == line.Name || name.StartsWith(line.Name + "-", StringComparison.Ordinal) || line.FlagsNotNamedAfterIt.Contains(name))) is { } left
             ? $"this build has no {left.Name} store; stores in this build: {InBuildNames(lines)}"
             : null;
+
+    /// <summary><c>--help</c>'s text of <c>--backend</c>: what <c>auto</c> picks, with the stores this build has.</summary>
+    public static string BackendHelp => BackendHelpFor(Lines);
+
+    internal static string BackendHelpFor(IReadOnlyList<StoreLine> lines)
+    {
+        const string InPod = "in a pod ($KUBERNETES_SERVICE_HOST set)";
+        var kinds = lines.Select(line => line.Kind).OfType<StoreKind>().ToList();
+        var fallback = kinds[0].Name;
+        var kubernetes = kinds.Any(kind => kind.Name == "kubernetes");
+        if (kinds.Count == 1)
+        {
+            return kubernetes
+                ? "Lease store; this build has only kubernetes, which auto picks."
+                : $"Lease store; this build has only {fallback}, which auto picks, except {InPod}: there name the store with --backend.";
+        }
+
+        // Each store's first flag is the one that asks for it (a test holds them to it); the file
+        // store, the usual fallback, has none. Kubernetes is named in the rule anyway.
+        var example = kinds.Skip(1).OrderBy(kind => kind.Name == "kubernetes").First().Flags[0].Name;
+        return $"Lease store. auto picks the store whose flags are given (such as --{example})"
+            + (kubernetes && fallback != "kubernetes" ? $", else kubernetes {InPod} or with $KUBECONFIG" : "")
+            + $", else {fallback}"
+            + (kubernetes ? "." : $"; {InPod} name the store with --backend.");
+    }
 
     private static string InBuildNames(IReadOnlyList<StoreLine> lines) => string.Join(", ", lines.Where(line => line.Kind is not null).Select(line => line.Name));
 
@@ -134,5 +161,9 @@ internal static class StoreKinds
     }
 }
 
-/// <summary>One store's line in the wiring: its <c>--backend</c> name, and its kind when this build has it.</summary>
-internal sealed record StoreLine(string Name, StoreKind? Kind);
+/// <summary>
+/// One store's line in the wiring: its <c>--backend</c> name; its flags whose names do not start
+/// with it (so that a build without the store can name the store they belong to); and its kind
+/// when this build has it.
+/// </summary>
+internal sealed record StoreLine(string Name, IReadOnlyList<string> FlagsNotNamedAfterIt, StoreKind? Kind);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using LeaderSidecar.Configuration;
 using LeaderSidecar.Stores;
 using LeaderSidecar.Tests.Deploy;
 using LeaderSidecar.Tests.EndToEnd;
@@ -43,6 +44,77 @@ public sealed partial class StoreKindsTests : IDisposable
     }
 
     [Fact]
+    public void A_flag_of_a_store_left_out_that_is_not_named_after_it_names_its_store()
+    {
+        StoreLine[] etcdOnly = [.. StoreKinds.Wiring.Select(line => line.Name == "etcd" ? line : line with { Kind = null })];
+        Assert.Equal("this build has no file store; stores in this build: etcd", StoreKinds.LeftOut(etcdOnly, "lease-dir"));
+        foreach (var flag in new[] { "kubeconfig", "leader-service", "events" })
+        {
+            Assert.Equal("this build has no kubernetes store; stores in this build: etcd", StoreKinds.LeftOut(etcdOnly, flag));
+        }
+
+        // A flag some store in the build has is that store's, whoever else might name it.
+        StoreLine[] fileOnly = [.. StoreKinds.Wiring.Select(line => line.Name == "file" ? line : line with { Kind = null })];
+        StoreLine[] clash = [.. fileOnly.Select(line => line.Name == "kubernetes" ? line with { FlagsNotNamedAfterIt = ["lease-dir"] } : line)];
+        Assert.Null(StoreKinds.LeftOut(clash, "lease-dir"));
+        Assert.Equal("this build has no kubernetes store; stores in this build: file", StoreKinds.LeftOut(fileOnly, "kubeconfig"));
+    }
+
+    [Fact]
+    public void Every_flag_of_a_store_is_named_after_it_or_listed_on_its_line()
+    {
+        Assert.All(StoreKinds.Wiring, line =>
+        {
+            var flags = line.Kind!.Flags.Select(flag => flag.Name).ToList();
+            Assert.Equal(
+                flags.Where(flag => flag != line.Name && !flag.StartsWith(line.Name + "-", StringComparison.Ordinal)).Order(),
+                line.FlagsNotNamedAfterIt.Order());
+        });
+    }
+
+    [Fact]
+    public void The_help_of_backend_describes_auto_with_the_stores_of_the_build()
+    {
+        StoreLine[] Only(params string[] names) => [.. StoreKinds.Wiring.Select(line => names.Contains(line.Name) ? line : line with { Kind = null })];
+
+        Assert.Equal(
+            "Lease store. auto picks the store whose flags are given (such as --etcd-endpoints), else kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with $KUBECONFIG, else file.",
+            StoreKinds.BackendHelpFor(StoreKinds.Wiring));
+        Assert.Equal("Lease store; this build has only kubernetes, which auto picks.", StoreKinds.BackendHelpFor(Only("kubernetes")));
+        Assert.Equal(
+            "Lease store; this build has only file, which auto picks, except in a pod ($KUBERNETES_SERVICE_HOST set): there name the store with --backend.",
+            StoreKinds.BackendHelpFor(Only("file")));
+        Assert.Equal(
+            "Lease store. auto picks the store whose flags are given (such as --kubeconfig), else kubernetes in a pod ($KUBERNETES_SERVICE_HOST set) or with $KUBECONFIG, else file.",
+            StoreKinds.BackendHelpFor(Only("file", "kubernetes")));
+        Assert.Equal(
+            "Lease store. auto picks the store whose flags are given (such as --postgres), else file; in a pod ($KUBERNETES_SERVICE_HOST set) name the store with --backend.",
+            StoreKinds.BackendHelpFor(Only("file", "postgres")));
+        Assert.Equal(
+            "Lease store. auto picks the store whose flags are given (such as --redis), else kubernetes.",
+            StoreKinds.BackendHelpFor(Only("kubernetes", "redis")));
+    }
+
+    [Fact]
+    public void The_first_flag_of_every_store_but_the_fallback_asks_for_it_under_auto()
+    {
+        // The help of --backend gives a store's first flag as the example of a flag that picks it.
+        var values = new Dictionary<string, string>
+        {
+            ["kubernetes"] = "/etc/kubeconfig",
+            ["etcd"] = "http://127.0.0.1:2379",
+            ["postgres"] = "postgresql://app@db.example/leases",
+            ["mysql"] = "mysql://app@db.example/leases",
+            ["redis"] = "redis://cache.example",
+        };
+        Assert.All(StoreKinds.All.Skip(1), kind =>
+        {
+            var options = Assert.IsType<ParseResult.Run>(CommandLine.Parse(["--lease-name", "a", $"--{kind.Flags[0].Name}", values[kind.Name]], _ => null)).Options;
+            Assert.Same(kind, StoreKinds.Select(options, _ => null));
+        });
+    }
+
+    [Fact]
     public async Task LeaderSidecarStores_sets_the_switch_of_every_store_left_out_and_rejects_an_unknown_store()
     {
         var (code, output) = await RunAsync("dotnet", "msbuild", Repository.PathOf("src/Sidecar"), "-getItem:RuntimeHostConfigurationOption", "-p:LeaderSidecarStores=file+kubernetes");
@@ -81,6 +153,19 @@ public sealed partial class StoreKindsTests : IDisposable
             Assert.Equal($"leader-sidecar: this build has no etcd store; stores in this build: file (from {from})\n", output);
         }
 
+        // A flag not named after its store names the store too, rather than being unknown.
+        foreach (var (args, environment, from) in new (string[], Dictionary<string, string>, string)[]
+        {
+            (["--kubeconfig", "/etc/kubeconfig"], [], "--kubeconfig"),
+            (["--events"], [], "--events"),
+            ([], new() { ["LEADER_SIDECAR_LEADER_SERVICE"] = "app" }, "$LEADER_SIDECAR_LEADER_SERVICE"),
+        })
+        {
+            var (code, output) = await RunAsync(binary, environment, ["--lease-name", "x", "--lease-dir", _dir.Path, .. args]);
+            Assert.Equal(2, code);
+            Assert.Equal($"leader-sidecar: this build has no kubernetes store; stores in this build: file (from {from})\n", output);
+        }
+
         // In a pod, --backend auto would have picked the Kubernetes store this build lacks.
         var (podCode, pod) = await RunAsync(binary, new() { ["KUBERNETES_SERVICE_HOST"] = "10.0.0.1" }, ["--lease-name", "x", "--lease-dir", _dir.Path]);
         Assert.Equal(2, podCode);
@@ -88,8 +173,10 @@ public sealed partial class StoreKindsTests : IDisposable
 
         var (helpCode, help) = await RunAsync(binary, [], ["--help"]);
         Assert.Equal(0, helpCode);
-        Assert.Contains("--backend auto|file\n", help, StringComparison.Ordinal);
+        Assert.Contains("--backend auto|file\n      Lease store; this build has only file, which auto picks, except in a pod", help, StringComparison.Ordinal);
         Assert.DoesNotContain("\n  --etcd-endpoints ", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("\n  --kubeconfig ", help, StringComparison.Ordinal);
+        Assert.DoesNotContain("(such as --", help, StringComparison.Ordinal);
     }
 
     public void Dispose() => _dir.Dispose();
