@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using LeaderSidecar.Tests.Stores.Etcd;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
@@ -14,11 +15,6 @@ namespace LeaderSidecar.Tests.EndToEnd;
 public sealed class EtcdBackendTests : IAsyncLifetime
 {
     private const string Key = "/leader-sidecar/demo/app";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly TempDirectory _dir = new();
     private readonly DaemonGroup _group = new(["--lease-name", "app", "--namespace", "demo", .. FastTiming]);
     private readonly List<IAsyncDisposable> _servers = [];

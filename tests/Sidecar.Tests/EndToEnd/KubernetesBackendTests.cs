@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using LeaderSidecar.Testing.LeaseApi;
 using LeaderSidecar.Testing.LeaseApi.Auth;
 using LeaderSidecar.Testing.LeaseApi.Faults;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
@@ -17,8 +18,6 @@ public sealed class KubernetesBackendTests : IAsyncLifetime
 {
     private const string Namespace = "demo";
     private const string Name = "app";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly TempDirectory _dir = new();
     private readonly List<DaemonProcess> _daemons = [];
     private LeaseApiServer _server = null!;

@@ -4,6 +4,7 @@ using LeaderSidecar.Testing.LeaseApi;
 using LeaderSidecar.Testing.LeaseApi.Auth;
 using LeaderSidecar.Testing.LeaseApi.Faults;
 using Xunit.Abstractions;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
@@ -22,8 +23,6 @@ public sealed class LeaderServiceTests(ITestOutputHelper output) : IAsyncLifetim
     private const string Failed = "\"EventId\":662,";
     private const string Retrying = "\"EventId\":663,";
     private const string LeftToOthers = "\"EventId\":664,";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly TempDirectory _dir = new();
     private readonly List<DaemonProcess> _daemons = [];
     private readonly Dictionary<DaemonProcess, string> _ips = [];

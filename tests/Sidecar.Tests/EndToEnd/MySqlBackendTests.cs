@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LeaderSidecar.Tests.Stores.MySql;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using LeaderSidecar.Tests.Stores.Postgres;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 

@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using LeaderSidecar.Testing.LeaseApi.Tls;
 using LeaderSidecar.Tests.Stores;
 using LeaderSidecar.Tests.Stores.Redis;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
@@ -16,11 +17,6 @@ namespace LeaderSidecar.Tests.EndToEnd;
 public sealed class RedisBackendTests : IAsyncLifetime
 {
     private const string Key = RedisLeaseStoreTests.Key;
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
-    private static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
 
 
     // A retry period far longer than a published message takes to arrive or the watch's own

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using static LeaderSidecar.Tests.EndToEnd.Timing;
 
 namespace LeaderSidecar.Tests.EndToEnd;
 
@@ -12,11 +13,6 @@ public abstract class SqlBackendTests : IAsyncLifetime
 {
     protected const string Table = "leader_sidecar_leases";
     protected const string Where = "WHERE namespace = 'demo' AND name = 'app'";
-    protected static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    protected static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    protected static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    protected static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
-    protected static readonly string[] FastTiming = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"];
     private readonly List<DaemonProcess> _daemons = [];
 
     /// <summary>The server as its users call it, for messages ("MariaDB").</summary>

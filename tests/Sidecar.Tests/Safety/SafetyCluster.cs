@@ -16,9 +16,9 @@ internal sealed class SafetyCluster : IAsyncDisposable
     public const string LeaseName = "singleton";
 
     /// <summary>Short timings so a round takes seconds; the margin rules are the same as the defaults'.</summary>
-    public static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(3);
-    public static readonly TimeSpan RenewDeadline = TimeSpan.FromSeconds(2);
-    public static readonly TimeSpan RetryPeriod = TimeSpan.FromMilliseconds(500);
+    public static readonly TimeSpan LeaseDuration = Timing.LeaseDuration;
+    public static readonly TimeSpan RenewDeadline = Timing.RenewDeadline;
+    public static readonly TimeSpan RetryPeriod = Timing.RetryPeriod;
 
     /// <summary>libfaketime's thread-safe build, from Debian's <c>libfaketime</c> package.</summary>
     public const string FakeTimeLibrary = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
