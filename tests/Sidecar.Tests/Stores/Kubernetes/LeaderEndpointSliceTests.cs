@@ -203,6 +203,29 @@ public sealed class LeaderEndpointSliceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stopping_after_the_release_waits_for_the_removal_under_way()
+    {
+        await StartAsync();
+        Publish(Role.Leader);
+        await UntilAddressesAsync([Me], "the leader's address");
+
+        // Shutdown: the release (a follower now), then the host stops the writer, while the API
+        // holds every slice request unanswered.
+        var hang = _server.Faults.Hang(new RequestFilter(LeaseName: Slice));
+        Publish(Role.Follower);
+        var writer = _writer!;
+        _writer = null;
+        var stopping = writer.StopAsync(CancellationToken.None);
+        await Poll.UntilAsync(() => Task.FromResult(_server.Faults.HungRequests > 0), Deadline, "the removal to reach the API");
+
+        // The API answers again: the removal lands before the writer has stopped.
+        hang.Dispose();
+        await stopping.WaitAsync(Deadline);
+        writer.Dispose();
+        Assert.Empty(_server.EndpointSlices.Addresses(Namespace, Slice));
+    }
+
+    [Fact]
     public void Backoff_doubles_is_capped_and_jittered()
     {
         var first = Enumerable.Range(0, 50).Select(_ => LeaderEndpointSlice.Backoff(1)).ToList();
