@@ -23,11 +23,7 @@ public sealed class EventsManifestTests
         Assert.Equal(["create"], Strings(rule["verbs"]));
         Assert.Null(rule["resourceNames"]);
 
-        var binding = Component.Single("RoleBinding");
-        Assert.Equal(Name(role["metadata"]), (string?)binding["roleRef"]!["name"]);
-        var subject = Assert.Single(binding["subjects"]!.AsArray())!;
-        Assert.Equal("ServiceAccount", (string?)subject["kind"]);
-        Assert.Equal(Name(ExampleDeployment.Load("native").Kustomization.Single("ServiceAccount")["metadata"]), (string?)subject["name"]);
+        AssertBoundToTheSidecarsAccount(Component, role);
     }
 
     [Theory]
@@ -37,18 +33,7 @@ public sealed class EventsManifestTests
         var example = ExampleDeployment.Load(variant);
         Assert.False(example.SidecarOptions.Stores.Get<LeaseEventsSettings>().Enabled);
 
-        // The component's replacement: the target selected by this variant's annotation, applied as kustomize does.
-        var replacement = Assert.Single(Component.Definition["replacements"]!.AsArray())!;
-        var source = Component.Single((string)replacement["source"]!["kind"]!);
-        var value = (string?)FieldPath.Resolve(source, (string)replacement["source"]!["fieldPath"]!);
-        var annotation = (string?)example.Deployment["metadata"]!["annotations"]!["leader-sidecar/variant"];
-        var target = Assert.Single(replacement["targets"]!.AsArray(), t => (string?)t!["select"]!["annotationSelector"] == $"leader-sidecar/variant={annotation}")!;
-        var path = (string)Assert.Single(target["fieldPaths"]!.AsArray())!;
-        var containerList = variant == "native" ? "initContainers" : "containers";
-        Assert.Equal($"spec.template.spec.{containerList}.[name=leader-sidecar].env.[name=LEADER_SIDECAR_EVENTS].value", path);
-
-        example.Sidecar["env"]!.AsArray().Add((JsonNode)new JsonObject { ["name"] = "LEADER_SIDECAR_EVENTS", ["value"] = value });
-        Assert.NotNull(FieldPath.Resolve(example.Deployment, path));
+        example.ApplyReplacementOf(Component, "LEADER_SIDECAR_EVENTS");
         Assert.True(example.SidecarOptions.Stores.Get<LeaseEventsSettings>().Enabled);
     }
 }

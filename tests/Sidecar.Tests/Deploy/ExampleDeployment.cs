@@ -125,6 +125,37 @@ internal sealed class ExampleDeployment
 
     public static ExampleDeployment Load(string variant) => new(variant);
 
+    /// <summary>Checks that an optional component binds its <paramref name="role"/> to the sidecar's ServiceAccount, and to nothing else.</summary>
+    public static void AssertBoundToTheSidecarsAccount(Kustomization component, JsonObject role)
+    {
+        var binding = component.Single("RoleBinding");
+        Assert.Equal(Name(role["metadata"]), (string?)binding["roleRef"]!["name"]);
+        var subject = Assert.Single(binding["subjects"]!.AsArray())!;
+        Assert.Equal("ServiceAccount", (string?)subject["kind"]);
+        Assert.Equal(Name(Load("native").Kustomization.Single("ServiceAccount")["metadata"]), (string?)subject["name"]);
+    }
+
+    /// <summary>
+    /// Applies an optional component's one replacement to this variant's sidecar as kustomize does:
+    /// the source field's value becomes the sidecar's <paramref name="variable"/>, in the target this
+    /// variant's annotation selects.
+    /// </summary>
+    public void ApplyReplacementOf(Kustomization component, string variable)
+    {
+        var replacement = Assert.Single(component.Definition["replacements"]!.AsArray())!;
+        var source = component.Single((string)replacement["source"]!["kind"]!);
+        var value = (string?)FieldPath.Resolve(source, (string)replacement["source"]!["fieldPath"]!);
+        var annotation = (string?)Deployment["metadata"]!["annotations"]!["leader-sidecar/variant"];
+        Assert.Equal(Variant, annotation);
+        var target = Assert.Single(replacement["targets"]!.AsArray(), t => (string?)t!["select"]!["annotationSelector"] == $"leader-sidecar/variant={annotation}")!;
+        var path = (string)Assert.Single(target["fieldPaths"]!.AsArray())!;
+        var containerList = Variant == "native" ? "initContainers" : "containers";
+        Assert.Equal($"spec.template.spec.{containerList}.[name=leader-sidecar].env.[name={variable}].value", path);
+
+        Sidecar["env"]!.AsArray().Add((JsonNode)new JsonObject { ["name"] = variable, ["value"] = value });
+        Assert.NotNull(FieldPath.Resolve(Deployment, path));
+    }
+
     public static string Name(JsonNode? node) => (string)node!["name"]!;
 
     public static string[] Strings(JsonNode? node) => [.. (node?.AsArray() ?? []).Select(s => (string)s!)];

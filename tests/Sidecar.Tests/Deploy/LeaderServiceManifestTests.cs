@@ -50,11 +50,7 @@ public sealed class LeaderServiceManifestTests
         Assert.Equal([Name(Slice["metadata"])], Strings(rule["resourceNames"]));
         Assert.Equal(["get", "update"], Strings(rule["verbs"]).Order());
 
-        var binding = Component.Single("RoleBinding");
-        Assert.Equal(Name(role["metadata"]), (string?)binding["roleRef"]!["name"]);
-        var subject = Assert.Single(binding["subjects"]!.AsArray())!;
-        Assert.Equal("ServiceAccount", (string?)subject["kind"]);
-        Assert.Equal(Name(ExampleDeployment.Load("native").Kustomization.Single("ServiceAccount")["metadata"]), (string?)subject["name"]);
+        AssertBoundToTheSidecarsAccount(Component, role);
     }
 
     [Theory]
@@ -67,19 +63,8 @@ public sealed class LeaderServiceManifestTests
         Assert.Null(example.SidecarOptions.Stores.Get<KubernetesSettings>().LeaderService);
         Assert.Equal("status.podIP", (string?)example.Sidecar["env"]!.AsArray().Single(v => (string?)v!["name"] == LeaderEndpointSlice.PodIpVariable)!["valueFrom"]!["fieldRef"]!["fieldPath"]);
 
-        // The component's replacement: the target selected by this variant's annotation, applied as kustomize does.
-        var replacement = Assert.Single(Component.Definition["replacements"]!.AsArray())!;
-        Assert.Equal("Service", (string?)replacement["source"]!["kind"]);
-        var value = (string?)FieldPath.Resolve(Service, (string)replacement["source"]!["fieldPath"]!);
-        var annotation = (string?)example.Deployment["metadata"]!["annotations"]!["leader-sidecar/variant"];
-        Assert.Equal(variant, annotation);
-        var target = Assert.Single(replacement["targets"]!.AsArray(), t => (string?)t!["select"]!["annotationSelector"] == $"leader-sidecar/variant={annotation}")!;
-        var path = (string)Assert.Single(target["fieldPaths"]!.AsArray())!;
-        var containerList = variant == "native" ? "initContainers" : "containers";
-        Assert.Equal($"spec.template.spec.{containerList}.[name=leader-sidecar].env.[name=LEADER_SIDECAR_LEADER_SERVICE].value", path);
-
-        example.Sidecar["env"]!.AsArray().Add((JsonNode)new JsonObject { ["name"] = "LEADER_SIDECAR_LEADER_SERVICE", ["value"] = value });
-        Assert.NotNull(FieldPath.Resolve(example.Deployment, path));
+        Assert.Equal("Service", (string?)Assert.Single(Component.Definition["replacements"]!.AsArray())!["source"]!["kind"]);
+        example.ApplyReplacementOf(Component, "LEADER_SIDECAR_LEADER_SERVICE");
         var options = example.SidecarOptions;
         Assert.Equal(Name(Service["metadata"]), options.Stores.Get<KubernetesSettings>().LeaderService);
         var environment = example.SidecarEnvironment;

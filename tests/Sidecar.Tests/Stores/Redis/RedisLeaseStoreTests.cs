@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using LeaderSidecar.Election;
@@ -151,14 +150,19 @@ public sealed class RedisLeaseStoreTests : IAsyncLifetime
         // Then no record for a whole interval: the watch reads, and finds a hand edit.
         await _server.ExpectAsync("0", "HSET", Key, "holderIdentity", "stranger");
         var next = watch.MoveNextAsync().AsTask();
-        var waited = Stopwatch.StartNew();
-        while (!next.IsCompleted && waited.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            time.Advance(TimeSpan.FromMilliseconds(100));
-            await Task.WhenAny(next, Task.Delay(10, Ct));
-        }
+        await Poll.UntilAsync(
+            () =>
+            {
+                if (!next.IsCompleted)
+                {
+                    time.Advance(TimeSpan.FromMilliseconds(100));
+                }
 
-        Assert.True(next.IsCompleted && await next, "the watch did not read the hash once no record came for its sync interval");
+                return Task.FromResult(next.IsCompleted);
+            },
+            TimeSpan.FromSeconds(10),
+            "the watch to read the hash once no record came for its sync interval");
+        Assert.True(await next);
         Assert.Equal("stranger", watch.Current!.Record.HolderIdentity);
     }
 
